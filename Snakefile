@@ -1,0 +1,30 @@
+# dipkit: a reproducible benchmark of Deep Image Prior denoising architectures,
+# after "The Devil is in the Upsampling" (Liu et al., ICCV 2023).
+#
+#   snakemake --cores all                                  # the paper's benchmark
+#   snakemake --cores all --config mirror_dir=DIR          # offline, datasets from DIR
+#
+# See README.md for the stages, outputs and rerun policy.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+# load rules
+# -----------------------------------------------------
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/noise.smk"
+include: "rules/tables.smk"
+
+
+# target rules
+# -----------------------------------------------------
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

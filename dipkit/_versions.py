@@ -1,0 +1,17 @@
+"""Algorithm versions of the pipeline stages.
+
+Snakemake does not see edits to ``dipkit``'s code. Each rule therefore passes the version
+of its stage as a ``param``: bump a number here when a change alters that stage's results
+(and only then), and Snakemake reruns exactly that stage and everything downstream.
+Refactors that leave results bit-identical keep the number. See README, *Reruns*.
+
+This module must stay free of heavy imports: the Snakefile imports it.
+"""
+
+STAGE_VERSIONS: dict[str, int] = {
+    "download": 1,
+    "prepare": 1,
+    "noise": 1,
+    "score_noisy": 1,
+    "noisy_baseline_table": 1,
+}

@@ -1,0 +1,115 @@
+"""Checks and planning on top of the JSON-schema validation of ``config.yaml``.
+
+:func:`plan_datasets` turns the ``datasets`` section into the list of images and noise
+settings the workflow fans out over, and raises :class:`ConfigError` with the offending
+config key for everything a schema cannot express (unknown dataset names, missing
+folders, unknown image ids, noise kinds a dataset cannot have). Standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dipkit.manifest import DatasetFile, builtin_datasets, scan_folder
+from dipkit.noise import NoiseSpec
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What the workflow does with one dataset."""
+
+    name: str
+    builtin: bool
+    channels: int
+    files: tuple[DatasetFile, ...]  # every file needed (clean, and noisy for real pairs)
+    images: tuple[str, ...]  # image ids, in order
+    noise: tuple[NoiseSpec, ...]
+
+    @property
+    def paired(self) -> bool:
+        """True when the dataset has real noisy images paired with clean ones."""
+        return any(f.role == "noisy" for f in self.files)
+
+    @property
+    def noise_ids(self) -> tuple[str, ...]:
+        return tuple(n.id for n in self.noise)
+
+
+def _noise_specs(name: str, entry: dict, paired: bool) -> tuple[NoiseSpec, ...]:
+    specs = []
+    for kind in ("gaussian", "poisson"):
+        levels = entry.get(kind) or []
+        if len(set(map(float, levels))) != len(levels):
+            raise ConfigError(f"config key datasets.{name}.{kind}: levels repeat: {levels}")
+        for level in levels:
+            if not float(level) > 0:
+                raise ConfigError(f"config key datasets.{name}.{kind}: levels must be > 0, got {level}")
+            specs.append(NoiseSpec(kind, float(level)))
+    if entry.get("real"):
+        if not paired:
+            raise ConfigError(
+                f"config key datasets.{name}.real: dataset {name!r} has no real noisy images "
+                f"(only PolyU does)"
+            )
+        specs.append(NoiseSpec("real"))
+    if not specs:
+        raise ConfigError(f"config key datasets.{name}: no noise given (set gaussian, poisson or real)")
+    return tuple(specs)
+
+
+def plan_datasets(config: dict) -> dict[str, DatasetPlan]:
+    """Return ``{dataset name: DatasetPlan}`` for the ``datasets`` section of ``config``."""
+    builtin = builtin_datasets()
+    plans = {}
+    for name, entry in (config.get("datasets") or {}).items():
+        entry = entry or {}
+        if "path" in entry:
+            if name in builtin:
+                raise ConfigError(
+                    f"config key datasets.{name}.path: {name!r} is a built-in dataset; "
+                    f"give your folder another name"
+                )
+            channels = int(entry.get("channels", 3))
+            try:
+                files = scan_folder(name, entry["path"], channels)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        elif name in builtin:
+            if "channels" in entry:
+                raise ConfigError(f"config key datasets.{name}.channels: only user datasets (with a path) take it")
+            files = builtin[name]
+            channels = files[0].channels
+        else:
+            raise ConfigError(
+                f"config key datasets.{name}: unknown dataset; built-in datasets are "
+                f"{', '.join(builtin)}, or give a folder with datasets.{name}.path"
+            )
+        images = list(dict.fromkeys(f.image for f in files))
+        wanted = entry.get("images")
+        if wanted:
+            unknown = [i for i in wanted if i not in images]
+            if unknown:
+                raise ConfigError(
+                    f"config key datasets.{name}.images: unknown image ids {unknown}; "
+                    f"{name} has {', '.join(images[:12])}{' ...' if len(images) > 12 else ''}"
+                )
+            images = list(dict.fromkeys(wanted))
+        if entry.get("max_images"):
+            images = images[: int(entry["max_images"])]
+        keep = set(images)
+        paired = any(f.role == "noisy" for f in files)
+        plans[name] = DatasetPlan(
+            name=name,
+            builtin=name in builtin and "path" not in entry,
+            channels=channels,
+            files=tuple(f for f in files if f.image in keep),
+            images=tuple(images),
+            noise=_noise_specs(name, entry, paired),
+        )
+    if not plans:
+        raise ConfigError("config key datasets: no dataset configured")
+    return plans

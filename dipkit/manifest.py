@@ -1,0 +1,106 @@
+"""The dataset manifest: which files make up each built-in dataset.
+
+``dipkit/data/datasets.tsv`` lists every file of Set9 (9 images), Set12 (12), CBSD68 (68)
+and PolyU (100 noisy/clean pairs) with its public URL and sha256. Columns:
+
+``dataset``, ``image`` (the image id used in file names and wildcards), ``role`` (``clean``,
+or ``noisy`` for the real-noise half of a PolyU pair), ``file`` (file name inside the
+dataset folder of a mirror), ``sha256``, ``bytes``, ``width``, ``height``, ``channels``
+(1 grayscale, 3 RGB) and ``url``.
+
+User datasets are folders of clean images declared in the config (``datasets.<name>.path``);
+:func:`scan_folder` lists them. This module uses the standard library only: the Snakefile
+imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+MANIFEST_PATH = Path(__file__).parent / "data" / "datasets.tsv"
+
+#: File endings accepted in a user dataset folder.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+IMAGE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_+-]*"
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One file of a dataset."""
+
+    dataset: str
+    image: str
+    role: str  # "clean" or "noisy"
+    file: str
+    sha256: str | None = None
+    url: str | None = None
+    channels: int | None = None
+    path: str | None = None  # set for user datasets: the file on disk
+
+
+@lru_cache(maxsize=None)
+def builtin_files() -> tuple[DatasetFile, ...]:
+    """Every file of the built-in datasets, in manifest order."""
+    with open(MANIFEST_PATH, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return tuple(
+        DatasetFile(
+            dataset=r["dataset"],
+            image=r["image"],
+            role=r["role"],
+            file=r["file"],
+            sha256=r["sha256"],
+            url=r["url"],
+            channels=int(r["channels"]),
+        )
+        for r in rows
+    )
+
+
+def builtin_datasets() -> dict[str, tuple[DatasetFile, ...]]:
+    """Map each built-in dataset name to its files."""
+    out: dict[str, list[DatasetFile]] = {}
+    for f in builtin_files():
+        out.setdefault(f.dataset, []).append(f)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def image_id(stem: str) -> str:
+    """Turn a file stem into an image id: characters outside ``[A-Za-z0-9_+-]`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9_+-]", "_", stem)
+
+
+def scan_folder(dataset: str, folder: str | Path, channels: int) -> tuple[DatasetFile, ...]:
+    """List the images of a user dataset folder (non-recursive, sorted by name).
+
+    :raises ValueError: when the folder does not exist, holds no image, or two files map
+        to the same image id; the message names the config key ``datasets.<name>.path``.
+    """
+    key = f"datasets.{dataset}.path"
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"config key {key}: folder {str(root)!r} does not exist")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(
+            f"config key {key}: folder {str(root)!r} holds no image "
+            f"(expected files ending in {', '.join(IMAGE_SUFFIXES)})"
+        )
+    seen: dict[str, Path] = {}
+    out = []
+    for p in files:
+        iid = image_id(p.stem)
+        if not re.fullmatch(IMAGE_ID_PATTERN, iid):
+            raise ValueError(f"{p}: cannot derive an image id from the file name (got {iid!r})")
+        if iid in seen:
+            raise ValueError(f"{key}: files {seen[iid].name!r} and {p.name!r} map to the same image id {iid!r}")
+        seen[iid] = p
+        out.append(
+            DatasetFile(dataset=dataset, image=iid, role="clean", file=p.name, channels=channels, path=str(p.resolve()))
+        )
+    return tuple(out)

@@ -1,0 +1,36 @@
+# Stage 1: download the built-in datasets (sha256-verified) and prepare every dataset
+# (check and centre-crop its images into one stack).
+
+
+rule download_dataset:
+    output:
+        directory("results/downloads/{dataset}"),
+    log:
+        "results/logs/download/{dataset}.log",
+    wildcard_constraints:
+        dataset=_alternatives(BUILTIN),
+    localrule: True
+    conda:
+        "../envs/dipkit.yaml"
+    params:
+        files=manifest_of,
+        version=STAGE_VERSIONS["download"],
+    script:
+        "../workflow_scripts/download.py"
+
+
+rule prepare_dataset:
+    input:
+        unpack(prepare_inputs),
+    output:
+        "results/prepared/{dataset}.npz",
+    log:
+        "results/logs/prepare/{dataset}.log",
+    conda:
+        "../envs/dipkit.yaml"
+    params:
+        files=files_of,
+        crop_multiple=config["crop_multiple"],
+        version=STAGE_VERSIONS["prepare"],
+    script:
+        "../workflow_scripts/prepare.py"
