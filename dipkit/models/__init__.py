@@ -1,0 +1,42 @@
+"""Network architectures of the benchmark (Deep Image Prior family), in PyTorch.
+
+Re-implementations of the networks used by Liu et al., "The Devil is in the Upsampling"
+(ICCV 2023) and its baselines: DIP's hourglass (:mod:`.hourglass`), the paper's 2-level
+hourglass, Deep Decoder / MLP-Decoder and ConvDecoder variants (:mod:`.decoders`), the
+upsamplers (:mod:`.upsample`) and the fixed FIR filters of Fig. 4 (:mod:`.filters`).
+
+Typical use::
+
+    from dipkit.models import build_model, count_parameters
+    net = build_model("hourglass", out_channels=3, image_size=(480, 320), width=64)
+    z = 0.1 * torch.rand(1, *net.input_shape)     # [1, 64, 480, 320]
+    x = net(z)                                    # [1, 3, 480, 320]
+
+``python -m dipkit.models`` prints every architecture with its parameter count.
+"""
+
+from .filters import FILTER_TAPS, frequency_response_db, get_filter_taps
+from .layers import DIPNetwork
+from .registry import (
+    ARCHITECTURES,
+    ArchitectureSpec,
+    build_model,
+    count_parameters,
+    get_input_shape,
+    validate_image_size,
+)
+from .upsample import make_upsampler
+
+__all__ = [
+    "ARCHITECTURES",
+    "ArchitectureSpec",
+    "DIPNetwork",
+    "FILTER_TAPS",
+    "build_model",
+    "count_parameters",
+    "frequency_response_db",
+    "get_filter_taps",
+    "get_input_shape",
+    "make_upsampler",
+    "validate_image_size",
+]
