@@ -1,0 +1,133 @@
+"""Device selection, backend flags for a fit, and memory / timing helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from typing import Iterator
+
+import torch
+
+__all__ = ["describe_device", "select_device"]
+
+_CUDA_RE = re.compile(r"^cuda(?::(\d+))?$")
+
+
+def select_device(preference: str | torch.device = "auto") -> torch.device:
+    """Resolve a device preference to a concrete :class:`torch.device`.
+
+    :param preference: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``
+        (the current CUDA device) or ``"cuda:N"``; a :class:`torch.device` is accepted too.
+    :return: the device, with an explicit index for CUDA.
+    :raises ValueError: for any other string, or when CUDA (or device ``N``) is not
+        available.
+    """
+    if isinstance(preference, torch.device):
+        preference = str(preference)
+    if not isinstance(preference, str):
+        raise ValueError(f"device preference must be a string, got {preference!r}")
+    pref = preference.strip().lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+    if pref == "cpu":
+        return torch.device("cpu")
+    match = _CUDA_RE.match(pref)
+    if match is None:
+        raise ValueError(
+            f"unknown device {preference!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        )
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {preference!r} requested, but CUDA is not available here")
+    count = torch.cuda.device_count()
+    index = torch.cuda.current_device() if match.group(1) is None else int(match.group(1))
+    if index >= count:
+        raise ValueError(
+            f"device {preference!r} requested, but only {count} CUDA device(s) are visible"
+        )
+    return torch.device("cuda", index)
+
+
+def _cuda_device(device: torch.device) -> torch.device:
+    """Same device with an explicit CUDA index."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """``"cpu"`` or ``"cuda:N (<GPU name>)"``; other device types by their torch name."""
+    device = _cuda_device(device)
+    if device.type == "cuda":
+        return f"cuda:{device.index} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (no-op off CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new CUDA allocator peak; nothing to reset on CPU."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> tuple[int, str]:
+    """``(bytes, kind)``: CUDA allocator peak, or the process's peak RSS elsewhere."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_memory_allocated"
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return -1, "unavailable"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes
+    scale = 1 if sys.platform == "darwin" else 1024
+    return int(rss) * scale, "process_peak_rss"
+
+
+@contextlib.contextmanager
+def backend_flags(device: torch.device, *, deterministic: bool, tf32: bool) -> Iterator[None]:
+    """Set global backend flags for the duration of one fit and restore them afterwards.
+
+    * CUDA: TF32 for matmul and cuDNN when ``tf32``; ``cudnn.benchmark`` unless
+      ``deterministic``.
+    * ``deterministic`` (any device): ``torch.use_deterministic_algorithms(True,
+      warn_only=True)`` and ``cudnn.deterministic``. ``warn_only`` because some ops used
+      by DIP networks (the backward of bilinear upsampling on CUDA) have no deterministic
+      kernel; torch then warns instead of failing. On CUDA ``CUBLAS_WORKSPACE_CONFIG`` is
+      set to ``:4096:8`` if unset (it only takes effect before cuBLAS is first used).
+    """
+    cudnn = torch.backends.cudnn
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        cudnn.allow_tf32,
+        cudnn.benchmark,
+        cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    try:
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+            cudnn.allow_tf32 = bool(tf32)
+            cudnn.benchmark = not deterministic
+        if deterministic:
+            if device.type == "cuda":
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            cudnn.deterministic = True
+            cudnn.benchmark = False
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved[0]
+        cudnn.allow_tf32 = saved[1]
+        cudnn.benchmark = saved[2]
+        cudnn.deterministic = saved[3]
+        torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])

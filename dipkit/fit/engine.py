@@ -1,0 +1,463 @@
+"""The DIP fit loop (see :mod:`dipkit.fit` for what it reproduces)."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dipkit.fit.device import (
+    backend_flags,
+    describe_device,
+    peak_memory,
+    reset_peak_memory,
+    synchronize,
+)
+from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
+from dipkit.metrics import functional as fm
+
+__all__ = ["fit", "make_input"]
+
+#: The paper's PSNR convention: images in [0, 1].
+_PSNR_DATA_RANGE = 1.0
+#: The SSIM data range that scikit-image 0.19 inferred in the paper's code.
+_PAPER_SSIM_DATA_RANGE = 2.0
+
+ProgressFn = Callable[[int, "float | None"], None]
+
+
+# --------------------------------------------------------------------------- input code
+
+
+def make_input(
+    in_channels: int,
+    input_size: int | Sequence[int],
+    seed: int,
+    scale: float = 0.1,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """The fixed random input code ``z`` of a DIP network.
+
+    :param int in_channels: channels of ``z`` (the paper's code uses the network width).
+    :param input_size: ``h`` (square) or ``(h, w)``.
+    :param int seed: seed of a CPU :class:`torch.Generator`.
+    :param float scale: ``z ~ U[0, 1) * scale`` (the paper's code: 0.1).
+    :param dtype: dtype of the result.
+    :param device: device of the result.
+    :return: ``[1, in_channels, h, w]`` tensor.
+
+    The values are drawn on the CPU in float64 and then scaled, cast and moved, so the
+    same seed gives the same ``z`` on every device, and the float32 code is the rounding
+    of the float64 one (useful for float64 equivalence tests).
+    """
+    if isinstance(input_size, int):
+        h = w = input_size
+    else:
+        size = tuple(int(s) for s in input_size)
+        if len(size) != 2:
+            raise ValueError(f"input_size must be an int or (h, w), got {input_size!r}")
+        h, w = size
+    if in_channels < 1 or h < 1 or w < 1:
+        raise ValueError(f"bad input shape: channels={in_channels}, size=({h}, {w})")
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed))
+    z = torch.rand((1, int(in_channels), h, w), generator=gen, dtype=torch.float64)
+    z.mul_(float(scale))
+    return z.to(device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _sse_into(a: torch.Tensor, b: torch.Tensor, scratch: torch.Tensor, out: torch.Tensor) -> None:
+    """``out[()] = sum((a - b)**2)``: difference and square in the input dtype (into
+    ``scratch``), sum accumulated in float64 into the 0-d float64 view ``out``."""
+    torch.sub(a, b, out=scratch)
+    scratch.mul_(scratch)
+    torch.sum(scratch, dim=tuple(range(scratch.dim())), dtype=torch.float64, out=out)
+
+
+def _psnr_from_sse(sse: np.ndarray | float, numel: int) -> np.ndarray:
+    """scikit-image's formula ``10 log10(R^2 / mse)`` with ``mse = sse / numel``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 10.0 * np.log10((_PSNR_DATA_RANGE**2) / (np.asarray(sse, dtype=np.float64) / numel))
+
+
+def _first_nonfinite(values: np.ndarray) -> int | None:
+    """1-based index of the first non-finite entry, or ``None``."""
+    bad = np.flatnonzero(~np.isfinite(values))
+    return int(bad[0]) + 1 if bad.size else None
+
+
+def _diverged(iteration: int, n: int, loss: float | None = None) -> FitDivergedError:
+    what = "" if loss is None else f" ({loss!r})"
+    return FitDivergedError(
+        f"fit diverged: the loss is not finite{what} at iteration {iteration} of {n}", iteration
+    )
+
+
+class _FiniteWatch:
+    """Checks ``isfinite(loss)`` without stalling the device queue.
+
+    On CPU the check is a direct read. On CUDA each check copies a flag into pinned host
+    memory with a non-blocking copy and records an event; completed events are polled
+    (``Event.query`` does not block) on later checks. At most ``RING`` checks are in
+    flight; only when the ring is full does a check wait for the oldest one.
+    """
+
+    RING = 64
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.flags = torch.ones(self.RING, dtype=torch.bool, pin_memory=True)
+            self.events = [torch.cuda.Event() for _ in range(self.RING)]
+            self.pending: collections.deque[int] = collections.deque()
+            self.count = 0
+
+    def push(self, loss: torch.Tensor) -> bool:
+        """Queue a check of ``loss``; ``True`` once any finished check saw a non-finite loss."""
+        finite = torch.isfinite(loss)
+        if not self.cuda:
+            return not bool(finite)
+        if len(self.pending) == self.RING:
+            slot = self.pending.popleft()
+            self.events[slot].synchronize()
+            if not bool(self.flags[slot]):
+                return True
+        slot = self.count % self.RING
+        self.count += 1
+        self.flags[slot].copy_(finite, non_blocking=True)
+        self.events[slot].record()
+        self.pending.append(slot)
+        while self.pending and self.events[self.pending[0]].query():
+            if not bool(self.flags[self.pending.popleft()]):
+                return True
+        return False
+
+
+class _Snapshot:
+    """Deep copy of the parameters and the Adam state, for backtracking.
+
+    Copies are made with ``clone`` / ``copy_`` into buffers owned by the snapshot, so they
+    never alias the live tensors (the DIP notebook's ``.detach().cpu()`` does alias them
+    on CPU and then restores nothing). Buffers are allocated once and reused.
+    """
+
+    def __init__(self, params: list[torch.Tensor], optimizer: torch.optim.Optimizer):
+        self.params = params
+        self.optimizer = optimizer
+        self.param_bufs: list[torch.Tensor] | None = None
+        self.state_bufs: list[dict | None] = [None] * len(params)
+
+    @property
+    def saved(self) -> bool:
+        return self.param_bufs is not None
+
+    @staticmethod
+    def _copy_state(src: dict, dst: dict | None) -> dict:
+        if dst is not None and dst.keys() == src.keys() and all(
+            (torch.is_tensor(v) and torch.is_tensor(dst[k]) and dst[k].shape == v.shape
+             and dst[k].dtype == v.dtype and dst[k].device == v.device)
+            or not torch.is_tensor(v)
+            for k, v in src.items()
+        ):
+            for k, v in src.items():
+                if torch.is_tensor(v):
+                    dst[k].copy_(v)
+                else:
+                    dst[k] = v
+            return dst
+        return {k: (v.detach().clone() if torch.is_tensor(v) else v) for k, v in src.items()}
+
+    @torch.no_grad()
+    def save(self) -> None:
+        if self.param_bufs is None:
+            self.param_bufs = [p.detach().clone() for p in self.params]
+        else:
+            for buf, p in zip(self.param_bufs, self.params):
+                buf.copy_(p)
+        state = self.optimizer.state
+        for k, p in enumerate(self.params):
+            live = state.get(p)
+            self.state_bufs[k] = self._copy_state(live, self.state_bufs[k]) if live else None
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        assert self.param_bufs is not None
+        for buf, p in zip(self.param_bufs, self.params):
+            p.copy_(buf)
+        state = self.optimizer.state
+        for k, p in enumerate(self.params):
+            saved = self.state_bufs[k]
+            if saved is None:
+                state.pop(p, None)
+            else:
+                state[p] = self._copy_state(saved, state.get(p))
+
+
+def _check_inputs(z: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor | None) -> None:
+    if noisy.dim() != 4 or noisy.shape[0] != 1:
+        raise ValueError(f"noisy must be [1, C, H, W], got {tuple(noisy.shape)}")
+    if z.dim() != 4 or z.shape[0] != 1:
+        raise ValueError(f"z must be [1, C_in, h, w], got {tuple(z.shape)}")
+    tensors = {"z": z, "noisy": noisy}
+    if clean is not None:
+        if clean.shape != noisy.shape:
+            raise ValueError(
+                f"clean {tuple(clean.shape)} and noisy {tuple(noisy.shape)} shapes differ"
+            )
+        tensors["clean"] = clean
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        if t.device != noisy.device or t.dtype != noisy.dtype:
+            raise ValueError(
+                f"{name} is {t.dtype} on {t.device}, noisy is {noisy.dtype} on {noisy.device};"
+                " they must match"
+            )
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit(
+    net: nn.Module,
+    z: torch.Tensor,
+    noisy: torch.Tensor,
+    clean: torch.Tensor | None,
+    settings: FitSettings,
+    seed: int,
+    progress: ProgressFn | None = None,
+) -> FitResult:
+    """Fit ``net`` so that ``net(z + perturbation)`` reproduces ``noisy``; the paper's loop.
+
+    :param torch.nn.Module net: network on the same device and dtype as the images. It is
+        put in train mode (BatchNorm uses batch statistics throughout, as in the paper's
+        code) and its parameters are trained in place.
+    :param torch.Tensor z: input code ``[1, C_in, h, w]`` (see :func:`make_input`).
+    :param torch.Tensor noisy: target ``[1, C, H, W]`` in ``[0, 1]``.
+    :param clean: ground truth ``[1, C, H, W]``, or ``None`` (then the PSNR/SSIM vs clean
+        are NaN and the SSIM trajectory is empty).
+    :param FitSettings settings: hyper-parameters.
+    :param int seed: seed of the device :class:`torch.Generator` that draws the input
+        perturbation (pass a seed dedicated to this stream, e.g. from
+        :func:`dipkit.seeding.derive_seed`). CPU and CUDA generators give different
+        streams, so runs repeat bit for bit only on the same device type, code, thread
+        count and seed (and, on CUDA, with ``deterministic=True``).
+    :param progress: optional ``progress(iteration, loss)`` called every
+        ``max(1, iterations // 100)`` iterations and at the last one (reads the loss, so it
+        synchronises the device when given).
+    :return: :class:`FitResult`.
+    :raises FitDivergedError: when the loss becomes non-finite (unless backtracking), or
+        the final output is non-finite.
+    """
+    if not isinstance(settings, FitSettings):
+        raise TypeError(f"settings must be a FitSettings, got {type(settings).__name__}")
+    _check_inputs(z, noisy, clean)
+    device = noisy.device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    cuda_ctx = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with cuda_ctx, backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32):
+        return _fit(net, z, noisy, clean, settings, int(seed), progress, device)
+
+
+def _fit(
+    net: nn.Module,
+    z: torch.Tensor,
+    noisy: torch.Tensor,
+    clean: torch.Tensor | None,
+    s: FitSettings,
+    seed: int,
+    progress: ProgressFn | None,
+    device: torch.device,
+) -> FitResult:
+    n = int(s.iterations)
+    w = float(s.exp_weight)
+    std = float(s.reg_noise_std)
+    has_clean = clean is not None
+    numel = noisy.numel()
+
+    net.train()
+    params = list(net.parameters())
+    optimizer = torch.optim.Adam(params, lr=s.lr)
+
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    if std > 0:
+        noise = torch.empty_like(z)
+        z_in = torch.empty_like(z)
+
+    # Preallocated device-side records, fetched once after the loop.
+    # rows: 0 loss, 1 SSE(raw, clean), 2 SSE(ema, clean), 3 SSE(raw, noisy)
+    rec = torch.full((4, n), math.nan, dtype=torch.float64, device=device)
+    scratch = torch.empty_like(noisy)
+    if has_clean:
+        every = s.ssim_every
+        ssim_iters = [k for k in range(1, n + 1) if (every and k % every == 0) or k == n]
+    else:
+        ssim_iters = []
+    ssim_slot = {k: j for j, k in enumerate(ssim_iters)}
+    ssim_vals = torch.full((len(ssim_iters),), math.nan, dtype=torch.float64, device=device)
+
+    watch = _FiniteWatch(device) if (s.divergence_check_every and not s.backtracking) else None
+    snapshot = _Snapshot(params, optimizer) if s.backtracking else None
+    last_psnr_noisy = 0.0  # the notebook's initial value
+    backtrack_iters: list[int] = []
+    progress_every = max(1, n // 100)
+    out_avg: torch.Tensor | None = None
+
+    reset_peak_memory(device)
+    synchronize(device)
+    t0 = time.perf_counter()
+
+    for i in range(n):
+        optimizer.zero_grad(set_to_none=True)
+        if std > 0:
+            noise.normal_(generator=gen)
+            torch.add(z, noise, alpha=std, out=z_in)
+            inp = z_in
+        else:
+            inp = z
+        out = net(inp)
+        if i == 0 and (out.shape != noisy.shape or out.dtype != noisy.dtype):
+            raise ValueError(
+                f"net output is {tuple(out.shape)} {out.dtype}, noisy image is "
+                f"{tuple(noisy.shape)} {noisy.dtype}"
+            )
+        loss = F.mse_loss(out, noisy)
+        loss.backward()
+
+        o = out.detach()
+        with torch.no_grad():
+            rec[0, i] = loss.detach()
+            _sse_into(o, noisy, scratch, rec[3, i])
+            if has_clean:
+                _sse_into(o, clean, scratch, rec[1, i])
+
+        accept = True
+        if snapshot is not None:
+            # The DIP notebook's rule; needs the PSNR on the host every iteration.
+            psnr_noisy = float(_psnr_from_sse(rec[3, i].item(), numel))
+            # A NaN output is rejected on every iteration (the notebook has no such case).
+            exempt = i % s.backtrack_period == 0
+            if math.isnan(psnr_noisy) or (
+                not exempt and psnr_noisy - last_psnr_noisy < -s.backtrack_drop_db
+            ):
+                if not snapshot.saved:
+                    raise _diverged(i + 1, n, float(loss.detach()))
+                snapshot.restore()
+                backtrack_iters.append(i + 1)
+                accept = False
+            elif not exempt:
+                snapshot.save()
+                last_psnr_noisy = psnr_noisy
+
+        with torch.no_grad():
+            if out_avg is None:
+                out_avg = o.clone()
+            elif not accept:
+                pass  # a rejected output stays out of the moving average
+            elif w == 0.0:
+                out_avg.copy_(o)
+            else:
+                out_avg.mul_(w).add_(o, alpha=1.0 - w)
+            if has_clean:
+                _sse_into(out_avg, clean, scratch, rec[2, i])
+                j = ssim_slot.get(i + 1)
+                if j is not None:
+                    ssim_vals[j : j + 1] = fm.ssim(out_avg, clean, s.ssim_data_range)
+
+        if watch is not None and (i + 1) % s.divergence_check_every == 0:
+            if watch.push(loss.detach()):
+                losses = rec[0, : i + 1].cpu().numpy()
+                first = _first_nonfinite(losses)
+                raise _diverged(first if first is not None else i + 1, n)
+        if accept:
+            optimizer.step()
+        if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
+            progress(i + 1, float(loss.detach()))
+
+    assert out_avg is not None
+    with torch.no_grad():
+        final_raw = net(z)  # clean z, BatchNorm still in train mode
+        final = final_raw if w == 0.0 else out_avg * w + final_raw * (1.0 - w)
+    synchronize(device)
+    wall = time.perf_counter() - t0
+    peak_bytes, peak_kind = peak_memory(device)
+
+    rec_host = rec.cpu().numpy()
+    first_bad = _first_nonfinite(rec_host[0])
+    if first_bad is not None and snapshot is None:
+        raise _diverged(first_bad, n, float(rec_host[0, first_bad - 1]))
+    if not bool(torch.isfinite(final).all()):
+        raise FitDivergedError(
+            f"fit diverged: the final output net(z) is not finite after {n} iterations", n + 1
+        )
+
+    iteration = np.arange(1, n + 1, dtype=np.int64)
+    psnr_noisy_traj = _psnr_from_sse(rec_host[3], numel)
+    if has_clean:
+        psnr_raw = _psnr_from_sse(rec_host[1], numel)
+        psnr_ema = _psnr_from_sse(rec_host[2], numel)
+    else:
+        psnr_raw = np.full(n, np.nan)
+        psnr_ema = np.full(n, np.nan)
+    trajectory = {
+        "iteration": iteration,
+        "loss": rec_host[0].copy(),
+        "psnr_raw": psnr_raw,
+        "psnr_ema": psnr_ema,
+        "psnr_noisy": psnr_noisy_traj,
+    }
+    ssim_trajectory = {
+        "iteration": np.asarray(ssim_iters, dtype=np.int64),
+        "ssim": ssim_vals.cpu().numpy(),
+    }
+
+    if has_clean:
+        with torch.no_grad():
+            psnr_last = float(fm.psnr(final, clean, _PSNR_DATA_RANGE)[0])
+            ssim_last = float(fm.ssim(final, clean, 1.0)[0])
+            ssim_last_paper = float(fm.ssim(final, clean, _PAPER_SSIM_DATA_RANGE)[0])
+            psnr_input = float(fm.psnr(noisy, clean, _PSNR_DATA_RANGE)[0])
+        if np.isnan(psnr_ema).all():
+            psnr_peak, peak_it = math.nan, None
+        else:
+            k = int(np.nanargmax(psnr_ema))
+            psnr_peak, peak_it = float(psnr_ema[k]), k + 1
+        psnr_peak_raw = float(np.nanmax(psnr_raw)) if not np.isnan(psnr_raw).all() else math.nan
+    else:
+        psnr_last = ssim_last = ssim_last_paper = psnr_input = math.nan
+        psnr_peak, peak_it, psnr_peak_raw = math.nan, None, math.nan
+
+    return FitResult(
+        output=final.detach().to(device="cpu", dtype=torch.float32),
+        trajectory=trajectory,
+        ssim_trajectory=ssim_trajectory,
+        psnr_last=psnr_last,
+        ssim_last=ssim_last,
+        ssim_last_paper=ssim_last_paper,
+        psnr_peak=psnr_peak,
+        psnr_peak_iteration=peak_it,
+        psnr_peak_raw=psnr_peak_raw,
+        psnr_input=psnr_input,
+        wall_time_s=wall,
+        device=describe_device(device),
+        peak_memory_bytes=peak_bytes,
+        peak_memory_kind=peak_kind,
+        backtracks=len(backtrack_iters),
+        iterations=n,
+        backtrack_iterations=tuple(backtrack_iters),
+        seed=seed,
+        settings=s,
+    )

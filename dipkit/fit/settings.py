@@ -1,0 +1,164 @@
+"""Settings, result record and error type of the fit engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["FitDivergedError", "FitResult", "FitSettings"]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+class FitDivergedError(RuntimeError):
+    """The loss (or the final output) became NaN or infinite.
+
+    :ivar int iteration: the first iteration (1-based) whose loss is not finite, or
+        ``iterations + 1`` when only the final output ``net(z)`` is not finite.
+    """
+
+    def __init__(self, message: str, iteration: int):
+        super().__init__(message)
+        self.iteration = iteration
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Hyper-parameters of one DIP fit. The defaults are the paper's code.
+
+    :ivar int iterations: number of Adam steps (paper: 3000).
+    :ivar float lr: Adam learning rate (default betas, no weight decay; paper: 0.01).
+    :ivar float reg_noise_std: std of the fresh ``N(0, 1)`` perturbation added to the input
+        code every iteration; 0 disables it (paper: 1/30 for sigma 25, 1/20 for sigma 50).
+    :ivar float exp_weight: weight ``w`` of the exponential moving average of the output,
+        ``out_avg = w * out_avg + (1 - w) * out``; 0 disables smoothing (paper: 0.99).
+    :ivar int ssim_every: SSIM of the EMA output vs the clean image every this many
+        iterations and at the last one; 0 means only at the last one.
+    :ivar float ssim_data_range: ``data_range`` of that SSIM trajectory. The final result
+        always carries both conventions (``ssim_last`` with 1.0, ``ssim_last_paper``
+        with 2.0).
+    :ivar bool backtracking: the DIP notebook's rule (restore the last parameter and Adam
+        snapshot when the PSNR vs the noisy image drops by more than
+        ``backtrack_drop_db``). Off in the paper's code. Costs one host sync per iteration.
+    :ivar int divergence_check_every: check that the loss is finite every this many
+        iterations; 0 checks only once, after the loop. On CUDA the check is asynchronous
+        (a non-blocking copy polled later), so it never stalls the loop; on CPU it is a
+        plain read.
+    :ivar bool deterministic: ``torch.use_deterministic_algorithms(True, warn_only=True)``,
+        ``cudnn.deterministic = True`` and ``cudnn.benchmark = False`` for this fit
+        (global flags are restored afterwards).
+    :ivar bool tf32: on CUDA, allow TF32 in matmul and cuDNN convolutions for this fit.
+    :ivar int backtrack_period: iterations ``i`` (0-based) with ``i % period == 0`` are
+        exempt from backtracking (notebook: ``show_every = 100``).
+    :ivar float backtrack_drop_db: PSNR drop that triggers backtracking (notebook: 5 dB).
+    """
+
+    iterations: int = 3000
+    lr: float = 0.01
+    reg_noise_std: float = 1 / 30
+    exp_weight: float = 0.99
+    ssim_every: int = 100
+    ssim_data_range: float = 1.0
+    backtracking: bool = False
+    divergence_check_every: int = 1
+    deterministic: bool = False
+    tf32: bool = True
+    backtrack_period: int = 100
+    backtrack_drop_db: float = 5.0
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise ValueError(f"FitSettings: {what}")
+
+        need(_is_int(self.iterations) and self.iterations >= 1,
+             f"iterations must be an int >= 1, got {self.iterations!r}")
+        need(math.isfinite(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr!r}")
+        need(math.isfinite(self.reg_noise_std) and self.reg_noise_std >= 0,
+             f"reg_noise_std must be >= 0, got {self.reg_noise_std!r}")
+        need(0.0 <= self.exp_weight < 1.0, f"exp_weight must be in [0, 1), got {self.exp_weight!r}")
+        need(_is_int(self.ssim_every) and self.ssim_every >= 0,
+             f"ssim_every must be an int >= 0, got {self.ssim_every!r}")
+        need(self.ssim_data_range > 0, f"ssim_data_range must be > 0, got {self.ssim_data_range!r}")
+        need(_is_int(self.divergence_check_every) and self.divergence_check_every >= 0,
+             f"divergence_check_every must be an int >= 0, got {self.divergence_check_every!r}")
+        need(_is_int(self.backtrack_period) and self.backtrack_period >= 1,
+             f"backtrack_period must be an int >= 1, got {self.backtrack_period!r}")
+        need(self.backtrack_drop_db > 0, f"backtrack_drop_db must be > 0, got {self.backtrack_drop_db!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` of the fields (for JSON / provenance records)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`dipkit.fit.fit`.
+
+    :ivar torch.Tensor output: final estimate ``[1, C, H, W]``, CPU float32:
+        ``w * out_avg + (1 - w) * net(z)`` after the last iteration (``net(z)`` alone if
+        ``w == 0``), as the paper's code scores it.
+    :ivar dict trajectory: numpy arrays of length ``iterations``: ``iteration`` (1..N),
+        ``loss`` (training MSE vs the noisy image), ``psnr_raw`` (this iteration's output
+        vs clean), ``psnr_ema`` (moving average vs clean), ``psnr_noisy`` (output vs
+        noisy). PSNRs against clean are NaN without a clean image.
+    :ivar dict ssim_trajectory: ``iteration`` and ``ssim`` arrays: SSIM (data range
+        ``settings.ssim_data_range``) of the moving average vs clean every
+        ``ssim_every`` iterations and at the last one; empty without a clean image.
+    :ivar float psnr_last: PSNR of ``output`` vs clean (data range 1).
+    :ivar float ssim_last: SSIM of ``output`` vs clean, data range 1.0.
+    :ivar float ssim_last_paper: the same with data range 2.0 (the paper's convention).
+    :ivar float psnr_peak: maximum of ``trajectory['psnr_ema']``.
+    :ivar psnr_peak_iteration: its 1-based iteration (``None`` without a clean image).
+    :ivar float psnr_peak_raw: maximum of ``trajectory['psnr_raw']``.
+    :ivar float psnr_input: PSNR of the noisy image vs clean (the "noisy baseline").
+    :ivar float wall_time_s: seconds for the loop and the final output (CUDA synchronised).
+    :ivar str device: e.g. ``"cpu"`` or ``"cuda:0 (NVIDIA H100 80GB HBM3)"``.
+    :ivar int peak_memory_bytes: see ``peak_memory_kind``.
+    :ivar str peak_memory_kind: ``"cuda_max_memory_allocated"`` (torch allocator peak during
+        the fit) or ``"process_peak_rss"`` (peak resident set of the whole process since it
+        started, from ``resource.getrusage``; an upper bound, not the fit's own use).
+    :ivar int backtracks: number of backtracking restores.
+    :ivar tuple backtrack_iterations: their 1-based iterations.
+    :ivar int iterations: number of iterations run.
+    :ivar int seed: the seed of the input-perturbation generator.
+    :ivar FitSettings settings: the settings used.
+    """
+
+    output: torch.Tensor
+    trajectory: dict[str, np.ndarray]
+    ssim_trajectory: dict[str, np.ndarray]
+    psnr_last: float
+    ssim_last: float
+    ssim_last_paper: float
+    psnr_peak: float
+    psnr_peak_iteration: int | None
+    psnr_peak_raw: float
+    psnr_input: float
+    wall_time_s: float
+    device: str
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    backtracks: int
+    iterations: int
+    backtrack_iterations: tuple[int, ...] = ()
+    seed: int = 0
+    settings: FitSettings = field(default_factory=FitSettings)
+
+    def scalars(self) -> dict[str, Any]:
+        """The scalar fields as a JSON-friendly ``dict`` (no tensors or arrays)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("output", "trajectory", "ssim_trajectory", "settings"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
