@@ -19,6 +19,7 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/noise.smk"
+include: "rules/fit.smk"
 include: "rules/tables.smk"
 
 

@@ -14,4 +14,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "noise": 1,
     "score_noisy": 1,
     "noisy_baseline_table": 1,
+    "fit": 1,
+    "aggregate_fits": 1,
+    "table2": 1,
 }

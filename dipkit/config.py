@@ -28,6 +28,7 @@ class DatasetPlan:
     files: tuple[DatasetFile, ...]  # every file needed (clean, and noisy for real pairs)
     images: tuple[str, ...]  # image ids, in order
     noise: tuple[NoiseSpec, ...]
+    methods: tuple[str, ...] = ()  # methods fitted on this dataset
 
     @property
     def paired(self) -> bool:
@@ -61,9 +62,23 @@ def _noise_specs(name: str, entry: dict, paired: bool) -> tuple[NoiseSpec, ...]:
     return tuple(specs)
 
 
+def plan_methods(config: dict) -> dict:
+    """``{name: Method}`` for the ``methods`` section, with its overrides applied."""
+    from dipkit.methods import get_method
+
+    out = {}
+    for name, overrides in (config.get("methods") or {}).items():
+        try:
+            out[name] = get_method(name, overrides or {})
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    return out
+
+
 def plan_datasets(config: dict) -> dict[str, DatasetPlan]:
     """Return ``{dataset name: DatasetPlan}`` for the ``datasets`` section of ``config``."""
     builtin = builtin_datasets()
+    configured_methods = list(config.get("methods") or {})
     plans = {}
     for name, entry in (config.get("datasets") or {}).items():
         entry = entry or {}
@@ -102,6 +117,15 @@ def plan_datasets(config: dict) -> dict[str, DatasetPlan]:
             images = images[: int(entry["max_images"])]
         keep = set(images)
         paired = any(f.role == "noisy" for f in files)
+        methods = entry.get("methods")
+        if methods is None:
+            methods = configured_methods
+        unknown = [m for m in methods if m not in configured_methods]
+        if unknown:
+            raise ConfigError(
+                f"config key datasets.{name}.methods: {unknown} not among the configured methods "
+                f"({', '.join(configured_methods) or 'none'}; add them under `methods`)"
+            )
         plans[name] = DatasetPlan(
             name=name,
             builtin=name in builtin and "path" not in entry,
@@ -109,6 +133,7 @@ def plan_datasets(config: dict) -> dict[str, DatasetPlan]:
             files=tuple(f for f in files if f.image in keep),
             images=tuple(images),
             noise=_noise_specs(name, entry, paired),
+            methods=tuple(methods),
         )
     if not plans:
         raise ConfigError("config key datasets: no dataset configured")

@@ -17,6 +17,13 @@ class Column:
     description: str
 
 
+def columns_markdown(columns: list[Column]) -> str:
+    """The schema as a Markdown table (column | type | meaning), as in the README."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.type} | {c.description} |" for c in columns]
+    return "\n".join(lines) + "\n"
+
+
 #: ``results/metrics/noisy/<dataset>/<noise>.parquet`` and ``results/noisy_baseline.parquet``:
 #: one row per (dataset, image, noise setting), the noisy image scored against its clean one.
 NOISY_METRICS = [
@@ -56,3 +63,62 @@ def make_table(rows: list[dict], columns: list[Column]):
             missing, extra = set(names) - set(row), set(row) - set(names)
             raise ValueError(f"row {i}: missing columns {sorted(missing)}, unknown columns {sorted(extra)}")
     return pa.Table.from_pylist(rows, schema=arrow_schema(columns))
+
+
+#: ``results/fits/<dataset>/<noise>/<method>/<image>.parquet`` and ``results/fits.parquet``:
+#: one row per fit (dataset, image, noise setting, method).
+FIT_ROWS = [
+    Column("dataset", "string", "dataset name"),
+    Column("image", "string", "image id"),
+    Column("noise", "string", "noise id: gaussian<sigma>, poisson<zeta> or real"),
+    Column("noise_kind", "string", "gaussian, poisson or real"),
+    Column("noise_level", "float64", "sigma on the 0-255 scale, or zeta; null for real noise"),
+    Column("method", "string", "method name (dipkit.methods registry)"),
+    Column("architecture", "string", "architecture name (dipkit.models registry)"),
+    Column("arch_options", "string", "JSON of the options the network was built with"),
+    Column("width", "int64", "network width for per-image-width methods, else null"),
+    Column("width_source", "string", "labels:NoRepeat, labels:wRepeat, fallback, fixed, or preset"),
+    Column("params", "int64", "trainable parameters of the network"),
+    Column("height", "int64", "image height, pixels"),
+    Column("width_px", "int64", "image width, pixels"),
+    Column("channels", "int64", "1 (grayscale) or 3 (RGB)"),
+    Column("iterations", "int64", "Adam steps"),
+    Column("lr", "float64", "Adam learning rate"),
+    Column("exp_weight", "float64", "EMA weight of the output (0: none)"),
+    Column("reg_noise_std", "float64", "std of the per-iteration input perturbation"),
+    Column("input_scale", "float64", "input code z ~ U[0,1) * input_scale"),
+    Column("seed", "int64", "base seed of the fit (init, input code and perturbation derive from it)"),
+    Column("psnr_input", "float64", "PSNR of the noisy image vs clean, dB"),
+    Column("psnr_last", "float64", "PSNR of the final (last-iteration, EMA-smoothed) output, dB"),
+    Column("ssim_last", "float64", "SSIM of the final output, data_range 1"),
+    Column("ssim_paper_last", "float64", "SSIM of the final output, data_range 2 (paper's convention)"),
+    Column("psnr_peak", "float64", "best PSNR of the EMA output over the iterations, dB"),
+    Column("psnr_peak_iteration", "int64", "iteration (1-based) of psnr_peak"),
+    Column("psnr_peak_raw", "float64", "best PSNR of the raw (unsmoothed) output, dB"),
+    Column("wall_time_s", "float64", "seconds of the fit loop including the final output"),
+    Column("seconds_per_iteration", "float64", "wall_time_s / iterations"),
+    Column("device", "string", "device the fit ran on, e.g. cpu or cuda:0 (NVIDIA H100 ...)"),
+    Column("dtype", "string", "float32 or float64"),
+    Column("threads", "int64", "torch CPU threads"),
+    Column("peak_memory_bytes", "int64", "peak GPU memory allocated, or the process's peak RSS on CPU"),
+    Column("peak_memory_kind", "string", "what peak_memory_bytes measures"),
+    Column("backtracks", "int64", "backtracking restores (0 unless backtracking is on)"),
+    Column("torch_version", "string", "torch version"),
+    Column("dipkit_version", "string", "dipkit version"),
+    Column("fit_version", "int64", "algorithm version of the fit stage (dipkit/_versions.py)"),
+]
+
+#: ``results/fits/.../<image>.trajectory.parquet`` and ``results/trajectories.parquet``:
+#: one row per fit and iteration.
+TRAJECTORY = [
+    Column("dataset", "string", "dataset name"),
+    Column("image", "string", "image id"),
+    Column("noise", "string", "noise id"),
+    Column("method", "string", "method name"),
+    Column("iteration", "int64", "1-based iteration"),
+    Column("loss", "float64", "MSE of the raw output vs the noisy image"),
+    Column("psnr_raw", "float64", "PSNR of the raw output vs clean, dB"),
+    Column("psnr_ema", "float64", "PSNR of the EMA output vs clean, dB"),
+    Column("psnr_noisy", "float64", "PSNR of the raw output vs the noisy image, dB"),
+    Column("ssim_ema", "float64", "SSIM of the EMA output vs clean (data_range 1) every ssim_every iterations, else null"),
+]

@@ -11,13 +11,15 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from dipkit._versions import STAGE_VERSIONS
-from dipkit.config import ConfigError, plan_datasets
+from dipkit.config import ConfigError, plan_datasets, plan_methods
 from dipkit.manifest import IMAGE_ID_PATTERN
+from dipkit.methods import fit_spec
 from dipkit.noise import NOISE_ID_PATTERN
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
+    METHODS = plan_methods(config)
     DATASETS = plan_datasets(config)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
@@ -33,6 +35,7 @@ wildcard_constraints:
     dataset=_alternatives(DATASETS),
     noise=NOISE_ID_PATTERN,
     image=IMAGE_ID_PATTERN,
+    method=_alternatives(METHODS),
 
 
 # --- params: what defines a result (never paths, mirrors or devices) ---------------
@@ -58,6 +61,17 @@ def noise_seed_of(wildcards):
     return None if wildcards.noise == "real" else config["seed"]
 
 
+def fit_spec_of(wildcards):
+    """Everything that defines a fit except its seed (see dipkit.methods.spec)."""
+    return fit_spec(
+        METHODS[wildcards.method],
+        wildcards.dataset,
+        wildcards.image,
+        wildcards.noise,
+        config["fit"],
+    )
+
+
 # --- inputs ---------------------------------------------------------------------------
 
 
@@ -78,11 +92,31 @@ def noisy_metric_files():
     ]
 
 
+def fit_rows(kind="parquet"):
+    """Every fit of the plan: dataset x noise x method x image."""
+    return [
+        f"results/fits/{name}/{noise}/{method}/{image}.{kind}"
+        for name, plan in DATASETS.items()
+        for noise in plan.noise_ids
+        for method in plan.methods
+        for image in plan.images
+    ]
+
+
+def has_gaussian_fits():
+    return any(plan.methods and any(n.kind == "gaussian" for n in plan.noise) for plan in DATASETS.values())
+
+
 # --- targets --------------------------------------------------------------------------
 
 
 def final_outputs():
-    return [
+    targets = [
         "results/tables/noisy_baseline.csv",
         "results/tables/noisy_baseline.md",
     ]
+    if any(plan.methods for plan in DATASETS.values()):
+        targets += ["results/fits.parquet", "results/trajectories.parquet"]
+    if has_gaussian_fits():
+        targets += ["results/tables/table2.csv", "results/tables/table2.md"]
+    return targets

@@ -18,3 +18,22 @@ rule noisy_baseline_table:
         version=STAGE_VERSIONS["noisy_baseline_table"],
     script:
         "../workflow_scripts/noisy_baseline_table.py"
+
+
+rule table2:
+    input:
+        "results/fits.parquet",
+    output:
+        csv="results/tables/table2.csv",
+        md="results/tables/table2.md",
+    log:
+        "results/logs/tables/table2.log",
+    localrule: True
+    conda:
+        "../envs/dipkit.yaml"
+    params:
+        dataset_order=list(DATASETS),
+        method_order=list(METHODS),
+        version=STAGE_VERSIONS["table2"],
+    script:
+        "../workflow_scripts/table2.py"

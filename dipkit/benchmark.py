@@ -1,0 +1,203 @@
+"""The *fit* stage: one method on one noisy image, written as one row, a trajectory and
+the denoised image; and the aggregation of all fits into Table 2.
+
+Seeds: the config seed and the job's wildcards give a base seed
+(:func:`fit_seed`); the network initialisation, the input code and the input
+perturbation each derive their own stream from it. Initialisation and input code are
+drawn on the CPU, so they are the same on every device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+import dipkit
+from dipkit.images import to_float
+from dipkit.io import atomic_path, load_from_stack, write_parquet
+from dipkit.noise import NoiseSpec
+from dipkit.schemas import FIT_ROWS, TRAJECTORY, make_table
+from dipkit.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+
+def fit_seed(config_seed: int, dataset: str, image: str, noise_id: str, method: str) -> int:
+    """Base seed of one fit."""
+    return derive_seed(config_seed, "fit", dataset, image, noise_id, method)
+
+
+def save_png(path: str | Path, img: np.ndarray) -> None:
+    """Write a float ``[H, W, C]`` image in ``[0, 1]`` as an 8-bit PNG (atomically)."""
+    from PIL import Image
+
+    arr = np.clip(np.rint(np.asarray(img, np.float64) * 255.0), 0, 255).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(tmp, format="PNG")
+
+
+def run_fit(
+    clean: np.ndarray | None,
+    noisy: np.ndarray,
+    spec: Mapping,
+    seed: int,
+    device: str = "auto",
+    progress=None,
+):
+    """Fit ``spec``'s network to one noisy image.
+
+    :param clean: ``[H, W, C]`` float32 ground truth, or None.
+    :param noisy: ``[H, W, C]`` float32 noisy image.
+    :param spec: a fit spec (:func:`dipkit.methods.fit_spec`).
+    :param seed: base seed (:func:`fit_seed`).
+    :return: ``(FitResult, network parameter count, device)``.
+    """
+    import torch
+
+    from dipkit.fit import FitSettings, fit, make_input, select_device
+    from dipkit.models import build_model, count_parameters, validate_image_size
+
+    dev = select_device(device)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[spec["dtype"]]
+    h, w, c = noisy.shape
+    try:
+        validate_image_size(spec["architecture"], (h, w), **spec["arch_options"])
+    except ValueError as err:
+        raise ValueError(f"method {spec['method']} (architecture {spec['architecture']}), image {w}x{h}: {err}") from None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init"))
+        net = build_model(spec["architecture"], c, (h, w), **spec["arch_options"])
+    net = net.to(dev, dtype)
+    z = make_input(net.in_channels, net.input_size, derive_seed(seed, "input"), spec["input_scale"], dtype, dev)
+
+    def to_tensor(img):
+        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(dev, dtype)
+
+    settings = FitSettings(
+        iterations=spec["iterations"],
+        lr=spec["lr"],
+        reg_noise_std=spec["reg_noise_std"],
+        exp_weight=spec["exp_weight"],
+        ssim_every=spec["ssim_every"],
+        backtracking=spec["backtracking"],
+        deterministic=spec["deterministic"],
+    )
+    result = fit(
+        net,
+        z,
+        to_tensor(noisy),
+        None if clean is None else to_tensor(clean),
+        settings,
+        derive_seed(seed, "perturb"),
+        progress=progress,
+    )
+    return result, count_parameters(net), dev
+
+
+def run_fit_job(
+    prepared_path: str,
+    noisy_path: str,
+    dataset: str,
+    image: str,
+    noise_id: str,
+    spec: Mapping,
+    config_seed: int,
+    out_row: str,
+    out_trajectory: str,
+    out_image: str,
+    *,
+    fit_version: int,
+    device: str = "auto",
+    threads: int = 1,
+) -> dict:
+    """The fit rule: fit, then write the row, the trajectory and the denoised PNG."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    clean = to_float(load_from_stack(prepared_path, f"clean/{image}"))
+    noisy = load_from_stack(noisy_path, image).astype(np.float32)
+    if clean.shape != noisy.shape:
+        raise ValueError(f"{noisy_path}: {image} has shape {noisy.shape}, its clean image {clean.shape}")
+    seed = fit_seed(config_seed, dataset, image, noise_id, spec["method"])
+    started = time.time()
+
+    def progress(i, loss):
+        log.info("iteration %d/%d loss %s", i, spec["iterations"], "n/a" if loss is None else f"{loss:.6f}")
+
+    result, n_params, dev = run_fit(clean, noisy, spec, seed, device, progress)
+    noise = NoiseSpec.parse(noise_id)
+    row = {
+        "dataset": dataset,
+        "image": image,
+        "noise": noise_id,
+        "noise_kind": noise.kind,
+        "noise_level": noise.level,
+        "method": spec["method"],
+        "architecture": spec["architecture"],
+        "arch_options": json.dumps(spec["arch_options"], sort_keys=True),
+        "width": spec["width"],
+        "width_source": spec["width_source"],
+        "params": n_params,
+        "height": noisy.shape[0],
+        "width_px": noisy.shape[1],
+        "channels": noisy.shape[2],
+        "iterations": spec["iterations"],
+        "lr": spec["lr"],
+        "exp_weight": spec["exp_weight"],
+        "reg_noise_std": spec["reg_noise_std"],
+        "input_scale": spec["input_scale"],
+        "seed": seed,
+        "psnr_input": float(result.psnr_input),
+        "psnr_last": float(result.psnr_last),
+        "ssim_last": float(result.ssim_last),
+        "ssim_paper_last": float(result.ssim_last_paper),
+        "psnr_peak": float(result.psnr_peak),
+        "psnr_peak_iteration": int(result.psnr_peak_iteration),
+        "psnr_peak_raw": float(result.psnr_peak_raw),
+        "wall_time_s": float(result.wall_time_s),
+        "seconds_per_iteration": float(result.wall_time_s) / spec["iterations"],
+        "device": result.device,
+        "dtype": spec["dtype"],
+        "threads": torch.get_num_threads(),
+        "peak_memory_bytes": int(result.peak_memory_bytes),
+        "peak_memory_kind": result.peak_memory_kind,
+        "backtracks": int(result.backtracks),
+        "torch_version": torch.__version__,
+        "dipkit_version": dipkit.__version__,
+        "fit_version": int(fit_version),
+    }
+    tr = result.trajectory
+    n = len(tr["iteration"])
+    ssim = np.full(n, np.nan)
+    st = result.ssim_trajectory
+    ssim[np.asarray(st["iteration"], dtype=np.int64) - 1] = st["ssim"]
+    traj = {
+        "dataset": [dataset] * n,
+        "image": [image] * n,
+        "noise": [noise_id] * n,
+        "method": [spec["method"]] * n,
+        "iteration": np.asarray(tr["iteration"], np.int64),
+        "loss": np.asarray(tr["loss"], np.float64),
+        "psnr_raw": np.asarray(tr["psnr_raw"], np.float64),
+        "psnr_ema": np.asarray(tr["psnr_ema"], np.float64),
+        "psnr_noisy": np.asarray(tr["psnr_noisy"], np.float64),
+        "ssim_ema": [None if np.isnan(v) else float(v) for v in ssim],
+    }
+    import pyarrow as pa
+
+    from dipkit.schemas import arrow_schema
+
+    write_parquet(out_trajectory, pa.table(traj, schema=arrow_schema(TRAJECTORY)))
+    save_png(out_image, result.output[0].numpy().transpose(1, 2, 0))
+    write_parquet(out_row, make_table([row], FIT_ROWS))
+    log.info(
+        "%s/%s/%s/%s: PSNR %.2f dB (peak %.2f at %d), %.1f s on %s in %.1f s total",
+        dataset, noise_id, spec["method"], image, row["psnr_last"], row["psnr_peak"],
+        row["psnr_peak_iteration"], row["wall_time_s"], row["device"], time.time() - started,
+    )
+    return row

@@ -1,0 +1,99 @@
+"""The :class:`Method` record: an architecture plus the settings of its fits.
+
+Torch-free (the Snakefile resolves methods to plan the fits); networks are built only
+when a fit runs (:mod:`dipkit.benchmark`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from dipkit.noise import NoiseSpec
+
+#: Input perturbation of the paper's code: 1/30 for sigma 25, 1/20 for sigma 50 and for
+#: Poisson zeta 0.2. Our choices where the code is silent (marked in README, *Methods*):
+#: Gaussian sigma <= 25 -> 1/30, above -> 1/20; Poisson zeta 0.01 (about 23 dB noisy PSNR)
+#: -> 1/30, zeta >= 0.1 (about 14 dB, like sigma 50) -> 1/20; real noise (PolyU, ~36 dB) -> 1/30.
+PAPER_REG_NOISE = MappingProxyType(
+    {"gaussian25": 1 / 30, "gaussian50": 1 / 20, "poisson0.2": 1 / 20}
+)
+
+
+def default_reg_noise(noise_id: str) -> float:
+    """Input perturbation std of DIP-style methods for a noise setting."""
+    if noise_id in PAPER_REG_NOISE:
+        return PAPER_REG_NOISE[noise_id]
+    spec = NoiseSpec.parse(noise_id)
+    if spec.kind == "gaussian":
+        return 1 / 30 if spec.level <= 25 else 1 / 20
+    if spec.kind == "poisson":
+        return 1 / 30 if spec.level < 0.1 else 1 / 20
+    return 1 / 30
+
+
+@dataclass(frozen=True)
+class Method:
+    """A benchmark method: which network, and how it is fitted.
+
+    :ivar name: registry name (``[a-z0-9_]+``), used in paths and tables.
+    :ivar label: the column name in the paper's tables (``DIP``, ``DD``, ``CD``, ``Ours``).
+    :ivar architecture: a name in :data:`dipkit.models.ARCHITECTURES`.
+    :ivar arch_options: options for :func:`dipkit.models.build_model`.
+    :ivar per_image_width: the network width is chosen per image by a width source
+        (``arch_options["width"]`` is then the fallback for images without one).
+    :ivar reg_noise_std: input perturbation std: a number, ``"paper"`` for
+        :func:`default_reg_noise`, or a mapping noise id -> std (key ``default`` optional).
+    :ivar input_scale: the input code is ``U[0, 1) * input_scale``.
+    :ivar iterations, lr, exp_weight: Adam steps, learning rate, output EMA weight.
+    """
+
+    name: str
+    label: str
+    description: str
+    architecture: str
+    arch_options: Mapping[str, Any] = field(default_factory=dict)
+    per_image_width: bool = False
+    reg_noise_std: float | str | Mapping[str, float] = "paper"
+    input_scale: float = 0.1
+    iterations: int = 3000
+    lr: float = 0.01
+    exp_weight: float = 0.99
+
+    def reg_noise_for(self, noise_id: str) -> float:
+        """The perturbation std this method uses for a noise setting."""
+        r = self.reg_noise_std
+        if isinstance(r, str):
+            if r != "paper":
+                raise ValueError(f"method {self.name}: reg_noise_std must be a number, 'paper' or a mapping")
+            return default_reg_noise(noise_id)
+        if isinstance(r, Mapping):
+            if noise_id in r:
+                return float(r[noise_id])
+            if "default" in r:
+                return float(r["default"])
+            return default_reg_noise(noise_id)
+        return float(r)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Method:
+        """A copy with config overrides applied (``arch_options`` are merged, not replaced)."""
+        overrides = dict(overrides or {})
+        allowed = {"arch_options", "reg_noise_std", "input_scale", "iterations", "lr", "exp_weight", "width"}
+        unknown = set(overrides) - allowed
+        if unknown:
+            raise ValueError(
+                f"methods.{self.name}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
+        arch = dict(self.arch_options)
+        arch.update(overrides.pop("arch_options", {}) or {})
+        width = overrides.pop("width", None)
+        per_image = self.per_image_width
+        if width is not None:
+            if width == "labels":
+                per_image = True
+            else:
+                arch["width"] = int(width)
+                per_image = False
+        return replace(self, arch_options=MappingProxyType(arch), per_image_width=per_image, **overrides)

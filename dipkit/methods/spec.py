@@ -1,0 +1,52 @@
+"""Resolve a method for one image and noise setting into a *fit spec*.
+
+A fit spec is a plain, JSON-serialisable dict holding everything that defines a fit's
+result except the seed: architecture and its options (with the per-image width filled
+in), iterations, learning rate, EMA weight, input perturbation and scale, SSIM cadence,
+backtracking and dtype. The workflow passes it to the fit rule as a param, so changing
+any of these for one method reruns exactly that method's fits. Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dipkit.methods.base import Method
+from dipkit.methods.widths import label_width
+
+#: Defaults of the ``fit`` section of the config.
+FIT_DEFAULTS: dict[str, Any] = {
+    "iterations": None,  # None: each method's own (3000)
+    "ssim_every": 100,
+    "backtracking": False,
+    "dtype": "float32",
+    "deterministic": False,
+}
+
+
+def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: Mapping[str, Any] | None = None) -> dict:
+    """The fit spec of ``method`` on one image (see module docstring)."""
+    cfg = {**FIT_DEFAULTS, **(fit_cfg or {})}
+    arch = dict(method.arch_options)
+    if method.per_image_width:
+        arch["width"], width_source = label_width(dataset, image, fallback=arch.get("width", 64))
+    else:
+        width_source = "fixed" if "width" in arch else "preset"
+    iterations = method.iterations if cfg["iterations"] is None else int(cfg["iterations"])
+    return {
+        "method": method.name,
+        "architecture": method.architecture,
+        "arch_options": arch,
+        "width": arch.get("width") if method.architecture in ("hourglass", "conv_decoder_after") else None,
+        "width_source": width_source,
+        "iterations": iterations,
+        "lr": float(method.lr),
+        "exp_weight": float(method.exp_weight),
+        "reg_noise_std": float(method.reg_noise_for(noise_id)),
+        "input_scale": float(method.input_scale),
+        "ssim_every": int(cfg["ssim_every"]),
+        "backtracking": bool(cfg["backtracking"]),
+        "dtype": str(cfg["dtype"]),
+        "deterministic": bool(cfg["deterministic"]),
+    }

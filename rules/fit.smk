@@ -1,0 +1,42 @@
+# Stage 3: one fit per (dataset, noise, method, image), and their aggregation.
+
+
+rule fit:
+    input:
+        prepared="results/prepared/{dataset}.npz",
+        noisy="results/noisy/{dataset}/{noise}.npz",
+    output:
+        row="results/fits/{dataset}/{noise}/{method}/{image}.parquet",
+        trajectory="results/fits/{dataset}/{noise}/{method}/{image}.trajectory.parquet",
+        image="results/fits/{dataset}/{noise}/{method}/{image}.png",
+    log:
+        "results/logs/fit/{dataset}/{noise}/{method}/{image}.log",
+    conda:
+        "../envs/dipkit.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        spec=fit_spec_of,
+        seed=config["seed"],
+        version=STAGE_VERSIONS["fit"],
+    script:
+        "../workflow_scripts/fit.py"
+
+
+rule aggregate_fits:
+    input:
+        rows=fit_rows("parquet"),
+        trajectories=fit_rows("trajectory.parquet"),
+    output:
+        fits="results/fits.parquet",
+        trajectories="results/trajectories.parquet",
+    log:
+        "results/logs/aggregate_fits.log",
+    localrule: True
+    conda:
+        "../envs/dipkit.yaml"
+    params:
+        version=STAGE_VERSIONS["aggregate_fits"],
+    script:
+        "../workflow_scripts/aggregate_fits.py"
