@@ -114,11 +114,26 @@ def run_fit_job(
     fit_version: int,
     device: str = "auto",
     threads: int = 1,
+    width_file: str | None = None,
 ) -> dict:
-    """The fit rule: fit, then write the row, the trajectory and the denoised PNG."""
+    """The fit rule: fit, then write the row, the trajectory and the denoised PNG.
+
+    :param width_file: for ``width_source == "predicted"``: the classifier's width for this
+        image (a text file holding one integer).
+    """
     import torch
 
+    from dipkit.models import ARCHITECTURES
+
     torch.set_num_threads(max(1, int(threads)))
+    spec = dict(spec)
+    if spec["width_source"] == "predicted":
+        if width_file is None:
+            raise ValueError(f"method {spec['method']} uses predicted widths but no width file was given")
+        spec["arch_options"] = {**spec["arch_options"], "width": int(Path(width_file).read_text().strip())}
+        spec["width"] = spec["arch_options"]["width"]
+    if spec["width"] is None:
+        spec["width"] = ARCHITECTURES[spec["architecture"]].defaults.get("width")
     clean = to_float(load_from_stack(prepared_path, f"clean/{image}"))
     noisy = load_from_stack(noisy_path, image).astype(np.float32)
     if clean.shape != noisy.shape:

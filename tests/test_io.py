@@ -47,3 +47,12 @@ def test_atomic_write_replaces_and_respects_umask(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_readme_schema_tables_match_the_code():
+    from conftest import REPO
+    from dipkit.schemas import FIT_ROWS, NOISY_METRICS, TRAJECTORY, columns_markdown
+
+    readme = (REPO / "README.md").read_text()
+    for cols in (NOISY_METRICS, FIT_ROWS, TRAJECTORY):
+        assert columns_markdown(cols) in readme

@@ -101,3 +101,18 @@ def test_too_small_image_is_a_clear_error(pair):
     spec = fit_spec(get_method("dip"), "Set9", "x", "gaussian25", {"iterations": 2})
     with pytest.raises(ValueError, match=r"method dip \(architecture dip\), image 48x48: image size 48x48 is not divisible by 32"):
         run_fit(clean[:48, :48], noisy[:48, :48], spec, 0, device="cpu")
+
+
+def test_variants_and_width_sources():
+    hg = get_method("hourglass32", {"base": "ours", "width": 32})
+    assert hg.name == "hourglass32" and hg.width_source is None and hg.arch_options["width"] == 32
+    spec = fit_spec(hg, "Set9", "kodim01", "gaussian25")
+    assert spec["method"] == "hourglass32" and spec["width"] == 32 and spec["width_source"] == "fixed"
+    pred = fit_spec(get_method("ours", {"width": "predicted"}), "Set9", "kodim01", "gaussian25")
+    assert pred["width_source"] == "predicted" and pred["arch_options"]["width"] is None
+    with pytest.raises(ValueError, match="methods.x.base: unknown method 'nope'"):
+        get_method("x", {"base": "nope"})
+    with pytest.raises(ValueError, match="a variant cannot take a registered name"):
+        get_method("dip", {"base": "ours"})
+    with pytest.raises(ValueError, match="methods.ours.width: expected 'labels' or 'predicted' or a positive integer"):
+        get_method("ours", {"width": "wide"})

@@ -34,6 +34,10 @@ def default_reg_noise(noise_id: str) -> float:
     return 1 / 30
 
 
+#: Per-image width sources a method can use.
+WIDTH_SOURCES = ("labels", "predicted")
+
+
 @dataclass(frozen=True)
 class Method:
     """A benchmark method: which network, and how it is fitted.
@@ -42,8 +46,10 @@ class Method:
     :ivar label: the column name in the paper's tables (``DIP``, ``DD``, ``CD``, ``Ours``).
     :ivar architecture: a name in :data:`dipkit.models.ARCHITECTURES`.
     :ivar arch_options: options for :func:`dipkit.models.build_model`.
-    :ivar per_image_width: the network width is chosen per image by a width source
-        (``arch_options["width"]`` is then the fallback for images without one).
+    :ivar width_source: where a per-image width comes from: ``"labels"`` (released
+        Texture-DIP labels), ``"predicted"`` (the texture classifier's prediction), or
+        ``None`` for a fixed network (``arch_options["width"]`` is then the width, and the
+        fallback for images without a label otherwise).
     :ivar reg_noise_std: input perturbation std: a number, ``"paper"`` for
         :func:`default_reg_noise`, or a mapping noise id -> std (key ``default`` optional).
     :ivar input_scale: the input code is ``U[0, 1) * input_scale``.
@@ -55,7 +61,7 @@ class Method:
     description: str
     architecture: str
     arch_options: Mapping[str, Any] = field(default_factory=dict)
-    per_image_width: bool = False
+    width_source: str | None = None
     reg_noise_std: float | str | Mapping[str, float] = "paper"
     input_scale: float = 0.1
     iterations: int = 3000
@@ -78,7 +84,10 @@ class Method:
         return float(r)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Method:
-        """A copy with config overrides applied (``arch_options`` are merged, not replaced)."""
+        """A copy with config overrides applied (``arch_options`` are merged, not replaced).
+
+        ``width`` is ``"labels"``, ``"predicted"`` or a fixed number.
+        """
         overrides = dict(overrides or {})
         allowed = {"arch_options", "reg_noise_std", "input_scale", "iterations", "lr", "exp_weight", "width"}
         unknown = set(overrides) - allowed
@@ -89,11 +98,17 @@ class Method:
         arch = dict(self.arch_options)
         arch.update(overrides.pop("arch_options", {}) or {})
         width = overrides.pop("width", None)
-        per_image = self.per_image_width
-        if width is not None:
-            if width == "labels":
-                per_image = True
-            else:
-                arch["width"] = int(width)
-                per_image = False
-        return replace(self, arch_options=MappingProxyType(arch), per_image_width=per_image, **overrides)
+        source = self.width_source
+        if width in WIDTH_SOURCES:
+            if "width" not in arch:
+                raise ValueError(f"methods.{self.name}.width: {self.architecture} has no width option")
+            source = width
+        elif width is not None:
+            if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+                raise ValueError(
+                    f"methods.{self.name}.width: expected {' or '.join(map(repr, WIDTH_SOURCES))} or a "
+                    f"positive integer, got {width!r}"
+                )
+            arch["width"] = width
+            source = None
+        return replace(self, arch_options=MappingProxyType(arch), width_source=source, **overrides)

@@ -8,6 +8,6 @@ METHOD = Method(
     description="ConvDecoder with 2 upsamplings (Table 6 'after'), width per image",
     architecture="conv_decoder_after",
     arch_options={"width": 64},
-    per_image_width=True,
+    width_source="labels",
     reg_noise_std=0.0,
 )

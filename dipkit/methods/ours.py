@@ -13,5 +13,5 @@ METHOD = Method(
     description="2-level hourglass, width per image from its texture label",
     architecture="hourglass",
     arch_options={"levels": 2, "width": 64},
-    per_image_width=True,
+    width_source="labels",
 )

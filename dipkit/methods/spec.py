@@ -29,8 +29,11 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
     """The fit spec of ``method`` on one image (see module docstring)."""
     cfg = {**FIT_DEFAULTS, **(fit_cfg or {})}
     arch = dict(method.arch_options)
-    if method.per_image_width:
+    if method.width_source == "labels":
         arch["width"], width_source = label_width(dataset, image, fallback=arch.get("width", 64))
+    elif method.width_source == "predicted":
+        # known only once the classifier stage has run: the fit job reads it from its width file
+        arch["width"], width_source = None, "predicted"
     else:
         width_source = "fixed" if "width" in arch else "preset"
     iterations = method.iterations if cfg["iterations"] is None else int(cfg["iterations"])
@@ -38,7 +41,7 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         "method": method.name,
         "architecture": method.architecture,
         "arch_options": arch,
-        "width": arch.get("width") if method.architecture in ("hourglass", "conv_decoder_after") else None,
+        "width": arch.get("width"),
         "width_source": width_source,
         "iterations": iterations,
         "lr": float(method.lr),
