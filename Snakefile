@@ -20,6 +20,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/noise.smk"
 include: "rules/fit.smk"
+include: "rules/classifier.smk"
 include: "rules/tables.smk"
 
 

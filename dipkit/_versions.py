@@ -17,4 +17,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "fit": 1,
     "aggregate_fits": 1,
     "table2": 1,
+    "texture_features": 1,
+    "classifier": 1,
+    "relabel": 1,
 }

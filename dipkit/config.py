@@ -72,13 +72,31 @@ def plan_methods(config: dict) -> dict:
             out[name] = get_method(name, overrides or {})
         except ValueError as err:
             raise ConfigError(str(err)) from None
+    for name, overrides in relabel_methods(config).items():
+        if name not in out:
+            try:
+                out[name] = get_method(name, overrides)
+            except ValueError as err:
+                raise ConfigError(f"config key relabel: {err}") from None
     return out
+
+
+def relabel_methods(config: dict) -> dict[str, dict]:
+    """The fixed-width variants the ``relabel`` stage needs: ``{name: method overrides}``."""
+    cfg = config.get("relabel") or {}
+    if not cfg.get("enabled"):
+        return {}
+    base = cfg.get("base", "ours")
+    return {
+        f"{base}_w{w}": {"base": base, "width": int(w), "noise": list(cfg.get("noise", ["gaussian25"]))}
+        for w in cfg.get("widths", [32, 64, 128])
+    }
 
 
 def plan_datasets(config: dict) -> dict[str, DatasetPlan]:
     """Return ``{dataset name: DatasetPlan}`` for the ``datasets`` section of ``config``."""
     builtin = builtin_datasets()
-    configured_methods = list(config.get("methods") or {})
+    configured_methods = list(config.get("methods") or {}) + list(relabel_methods(config))
     plans = {}
     for name, entry in (config.get("datasets") or {}).items():
         entry = entry or {}

@@ -11,8 +11,8 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from dipkit._versions import STAGE_VERSIONS
-from dipkit.config import ConfigError, plan_datasets, plan_methods
-from dipkit.manifest import IMAGE_ID_PATTERN
+from dipkit.config import ConfigError, plan_datasets, plan_methods, relabel_methods
+from dipkit.manifest import IMAGE_ID_PATTERN, builtin_datasets
 from dipkit.methods import fit_spec
 from dipkit.noise import NOISE_ID_PATTERN
 
@@ -24,7 +24,24 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
-BUILTIN = [name for name, plan in DATASETS.items() if plan.builtin]
+RELABEL = {name: o["width"] for name, o in relabel_methods(config).items()}
+CLASSIFIER = config["classifier"]
+PREDICTED = [name for name, m in METHODS.items() if m.width_source == "predicted"]
+RUN_CLASSIFIER = CLASSIFIER["enabled"] or bool(PREDICTED)
+# datasets that need texture features: the classifier's labelled sets (always whole), and
+# every dataset fitted with a predicted-width method
+FEATURE_DATASETS = list(
+    dict.fromkeys(
+        (CLASSIFIER["datasets"] if RUN_CLASSIFIER else [])
+        + [name for name, plan in DATASETS.items() if set(plan.methods) & set(PREDICTED)]
+    )
+)
+BUILTIN_FILES = builtin_datasets()
+BUILTIN = [
+    name
+    for name in dict.fromkeys([*DATASETS, *FEATURE_DATASETS])
+    if name in BUILTIN_FILES and (name not in DATASETS or DATASETS[name].builtin)
+]
 
 
 def _alternatives(names):
@@ -32,7 +49,7 @@ def _alternatives(names):
 
 
 wildcard_constraints:
-    dataset=_alternatives(DATASETS),
+    dataset=_alternatives([*DATASETS, *FEATURE_DATASETS]),
     noise=NOISE_ID_PATTERN,
     image=IMAGE_ID_PATTERN,
     method=_alternatives(METHODS),
@@ -41,9 +58,17 @@ wildcard_constraints:
 # --- params: what defines a result (never paths, mirrors or devices) ---------------
 
 
+def _download_files(name):
+    """Files to download: the plan's, plus every clean image when features need the whole set."""
+    files = list(DATASETS[name].files) if name in DATASETS else []
+    if name in FEATURE_DATASETS:
+        files += [f for f in BUILTIN_FILES[name] if f.role == "clean"]
+    return list(dict.fromkeys(files))
+
+
 def manifest_of(wildcards):
     """Identity of a built-in dataset's files: name and sha256 (not the source URL)."""
-    return [[f.file, f.sha256] for f in DATASETS[wildcards.dataset].files]
+    return [[f.file, f.sha256] for f in _download_files(wildcards.dataset)]
 
 
 def files_of(wildcards):
@@ -59,6 +84,17 @@ def images_of(wildcards):
 def noise_seed_of(wildcards):
     """The config seed, for synthetic noise only: real noise does not depend on it."""
     return None if wildcards.noise == "real" else config["seed"]
+
+
+def feature_files_of(wildcards):
+    """The clean images whose texture features are computed: a built-in dataset whole."""
+    name = wildcards.dataset
+    files = BUILTIN_FILES[name] if name in BUILTIN else DATASETS[name].files
+    return [
+        {"image": f.image, "role": f.role, "file": f.file, "channels": f.channels}
+        for f in files
+        if f.role == "clean"
+    ]
 
 
 def fit_spec_of(wildcards):
@@ -84,6 +120,37 @@ def prepare_inputs(wildcards):
     return {"files": [f.path for f in plan.files]}
 
 
+def feature_inputs(wildcards):
+    name = wildcards.dataset
+    if name in BUILTIN:
+        return {"raw": ancient(f"results/downloads/{name}")}
+    return {"files": [f.path for f in DATASETS[name].files]}
+
+
+def fit_inputs(wildcards):
+    inputs = {
+        "prepared": f"results/prepared/{wildcards.dataset}.npz",
+        "noisy": f"results/noisy/{wildcards.dataset}/{wildcards.noise}.npz",
+    }
+    if wildcards.method in PREDICTED:
+        inputs["width"] = f"results/classifier/widths/{wildcards.dataset}/{wildcards.image}.txt"
+    return inputs
+
+
+def predicted_width_images():
+    """(dataset, image) of every image fitted with a predicted-width method."""
+    return [
+        [name, image]
+        for name, plan in DATASETS.items()
+        if set(plan.methods) & set(PREDICTED)
+        for image in plan.images
+    ]
+
+
+def predicted_width_files():
+    return [f"results/classifier/widths/{d}/{i}.txt" for d, i in predicted_width_images()]
+
+
 def noisy_metric_files():
     return [
         f"results/metrics/noisy/{name}/{noise}.parquet"
@@ -92,13 +159,15 @@ def noisy_metric_files():
     ]
 
 
-def fit_rows(kind="parquet"):
-    """Every fit of the plan: dataset x noise x method x image."""
+def fit_rows(kind="parquet", methods=None):
+    """Every fit of the plan (dataset x noise x method x image), or those of ``methods``."""
     return [
         f"results/fits/{name}/{noise}/{method}/{image}.{kind}"
         for name, plan in DATASETS.items()
         for noise in plan.noise_ids
         for method in plan.methods
+        if (methods is None or method in methods)
+        and (METHODS[method].noise is None or noise in METHODS[method].noise)
         for image in plan.images
     ]
 
@@ -119,4 +188,8 @@ def final_outputs():
         targets += ["results/fits.parquet", "results/trajectories.parquet"]
     if has_gaussian_fits():
         targets += ["results/tables/table2.csv", "results/tables/table2.md"]
+    if CLASSIFIER["enabled"]:
+        targets += ["results/classifier/cv_metrics.json", "results/classifier/roc.png"]
+    if RELABEL and fit_rows("parquet", methods=list(RELABEL)):
+        targets += ["results/tables/label_agreement.csv", "results/tables/label_agreement.md"]
     return targets

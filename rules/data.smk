@@ -26,6 +26,8 @@ rule prepare_dataset:
         "results/prepared/{dataset}.npz",
     log:
         "results/logs/prepare/{dataset}.log",
+    wildcard_constraints:
+        dataset=_alternatives(DATASETS),
     conda:
         "../envs/dipkit.yaml"
     params:

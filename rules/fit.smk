@@ -3,8 +3,7 @@
 
 rule fit:
     input:
-        prepared="results/prepared/{dataset}.npz",
-        noisy="results/noisy/{dataset}/{noise}.npz",
+        unpack(fit_inputs),
     output:
         row="results/fits/{dataset}/{noise}/{method}/{image}.parquet",
         trajectory="results/fits/{dataset}/{noise}/{method}/{image}.trajectory.parquet",

@@ -24,4 +24,5 @@ with script_context(snakemake):
         fit_version=snakemake.params.version,
         device=snakemake.config["fit"]["device"],
         threads=snakemake.threads,
+        width_file=snakemake.input.get("width"),
     )

@@ -54,6 +54,7 @@ class Method:
         :func:`default_reg_noise`, or a mapping noise id -> std (key ``default`` optional).
     :ivar input_scale: the input code is ``U[0, 1) * input_scale``.
     :ivar iterations, lr, exp_weight: Adam steps, learning rate, output EMA weight.
+    :ivar noise: restrict the method's fits to these noise ids (``None``: all).
     """
 
     name: str
@@ -67,6 +68,7 @@ class Method:
     iterations: int = 3000
     lr: float = 0.01
     exp_weight: float = 0.99
+    noise: tuple[str, ...] | None = None  # fit only at these noise ids (None: every one)
 
     def reg_noise_for(self, noise_id: str) -> float:
         """The perturbation std this method uses for a noise setting."""
@@ -89,7 +91,7 @@ class Method:
         ``width`` is ``"labels"``, ``"predicted"`` or a fixed number.
         """
         overrides = dict(overrides or {})
-        allowed = {"arch_options", "reg_noise_std", "input_scale", "iterations", "lr", "exp_weight", "width"}
+        allowed = {"arch_options", "reg_noise_std", "input_scale", "iterations", "lr", "exp_weight", "width", "noise"}
         unknown = set(overrides) - allowed
         if unknown:
             raise ValueError(
@@ -97,6 +99,8 @@ class Method:
             )
         arch = dict(self.arch_options)
         arch.update(overrides.pop("arch_options", {}) or {})
+        if overrides.get("noise") is not None:
+            overrides["noise"] = tuple(overrides["noise"])
         width = overrides.pop("width", None)
         source = self.width_source
         if width in WIDTH_SOURCES:

@@ -56,3 +56,22 @@ def label_width(dataset: str, image: str, fallback: int) -> tuple[int, str]:
     if len(rep) == 1:
         return rep[0], "labels:wRepeat"
     return int(fallback), "fallback"
+
+
+def write_width_files(predicted_csv: str, targets: list[tuple[str, str, str]]) -> None:
+    """Write one width file (a single integer) per ``(dataset, image, path)`` target.
+
+    Widths come from the classifier's ``predicted_widths.csv`` (columns ``dataset``,
+    ``image``, ``width``). One small file per image lets Snakemake rerun exactly the fits
+    whose predicted width changed.
+
+    :raises KeyError: naming an image the classifier gave no width for.
+    """
+    from dipkit.io import write_text
+
+    with open(predicted_csv, newline="") as fh:
+        widths = {(r["dataset"], r["image"]): int(r["width"]) for r in csv.DictReader(fh)}
+    for dataset, image, path in targets:
+        if (dataset, image) not in widths:
+            raise KeyError(f"{predicted_csv}: no predicted width for {dataset}/{image}")
+        write_text(path, f"{widths[(dataset, image)]}\n")
