@@ -18,13 +18,18 @@ paper      upstream    taps   design
 ``L15``    ``LPF15``   9      design unknown [UNVERIFIED]; ``H(pi) = 0`` exactly
 ``L-60``   ``LPF5``    17     ``scipy.signal.firwin(17, 0.46, window=('kaiser', 4.5))``
 ``L-100``  ``LPF6``    17     ``scipy.signal.firwin(17, 0.10, window=('kaiser', 10.0))``
+``L16``    --          11     ours: ``firwin(11, 0.5, window=('kaiser', kaiser_beta(30)))``
+``L17``    --          15     ours: ``firwin(15, 0.5, window=('kaiser', kaiser_beta(45)))``
 =========  ==========  =====  ==========================================================
 
 Two more filters exist only in the upstream code (not in the paper) and are kept for
 completeness: ``LPF3`` (7 taps, "-20dB", ``firwin(7, 0.5, window=('kaiser', 0.5))`` up to
 the 4-decimal rounding of the upstream list) and ``LPF4`` (17 taps,
 ``firwin(17, 0.36, window=('kaiser', 3.1))``). The paper's L16 and L17 (Table 1) are not in
-the code and are not provided [UNVERIFIED].
+the code [UNVERIFIED]; ours continue the series L14 < L15 in stop-band attenuation (12.6 and
+17.5 dB at f >= 0.75) with Kaiser-window half-band designs of 38 dB (``L16``) and 49 dB
+(``L17``) whose passband stays within 0.03 dB of flat up to f = 0.25, so Table 1's trend
+(more attenuation -> later peak, less noise fitting) can be tested.
 
 The coefficients are kept *exactly* as printed upstream (not re-normalised); the paper
 filters sum to 1 within 1e-6, so the 2-D DC gain of ``outer(w, w) * 4`` is 4, which
@@ -72,6 +77,10 @@ FILTER_TAPS: MappingProxyType = MappingProxyType(
         "L-100": _mirror(
             [0.000015, 0.000541, 0.003707, 0.014130, 0.037396, 0.075367, 0.121291, 0.159962, 0.175182]
         ),
+        # ours: Kaiser-window half-band designs continuing Table 1's series L14 < L15 < L16 < L17
+        # in stop-band attenuation (38 dB and 49 dB; passband within 0.03 dB up to f = 0.25)
+        "L16": _mirror([0.025465903151, 0.0, -0.078773478861, 0.0, 0.305744155964, 0.495126839494]),
+        "L17": _mirror([-0.004106852963, 0.0, 0.023568069582, 0.0, -0.076397017012, 0.0, 0.307107782974, 0.499656034838]),
         # upstream-only filters (not in the paper)
         "LPF3": _mirror([-0.1070, 0.0000, 0.3389, 0.5360]),
         "LPF4": _mirror(
@@ -91,6 +100,10 @@ FILTER_DESIGNS: MappingProxyType = MappingProxyType(
         "L-60": {"numtaps": 17, "cutoff": 0.46, "window": ("kaiser", 4.5)},
         "L-100": {"numtaps": 17, "cutoff": 0.10, "window": ("kaiser", 10.0)},
         "LPF3": {"numtaps": 7, "cutoff": 0.5, "window": ("kaiser", 0.5)},
+        # ours (Table 1's L16, L17 are not in the paper's code): beta = scipy.signal.kaiser_beta(A)
+        # for A = 30 dB and 45 dB
+        "L16": {"numtaps": 11, "cutoff": 0.5, "window": ("kaiser", 2.1166248611409806)},
+        "L17": {"numtaps": 15, "cutoff": 0.5, "window": ("kaiser", 3.975432711887479)},
         "LPF4": {"numtaps": 17, "cutoff": 0.36, "window": ("kaiser", 3.1)},
     }
 )
@@ -114,6 +127,8 @@ _ALIASES = {
     "l-100": "L-100",
     "l100": "L-100",
     "lpf6": "L-100",
+    "l16": "L16",
+    "l17": "L17",
     "lpf3": "LPF3",
     "lpf4": "LPF4",
 }
