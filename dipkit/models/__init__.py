@@ -3,7 +3,8 @@
 Re-implementations of the networks used by Liu et al., "The Devil is in the Upsampling"
 (ICCV 2023) and its baselines: DIP's hourglass (:mod:`.hourglass`), the paper's 2-level
 hourglass, Deep Decoder / MLP-Decoder and ConvDecoder variants (:mod:`.decoders`), the
-upsamplers (:mod:`.upsample`) and the fixed FIR filters of Fig. 4 (:mod:`.filters`).
+upsamplers (:mod:`.upsample`), the fixed FIR filters of Fig. 4 (:mod:`.filters`) and the
+Swin-UNet of Fig. 12 (:mod:`.swin_unet`, registered as ``swin_unet``).
 
 Typical use::
 

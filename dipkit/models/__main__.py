@@ -1,8 +1,10 @@
 """``python -m dipkit.models``: list the registered architectures with parameter counts.
 
 Prints an aligned text table: architecture, variant (width for ``hourglass`` and
-``conv_decoder_after``), trainable parameters for 1- and 3-channel output, the input code
-shape for the chosen image size, and a one-line description.
+``conv_decoder_after``, upsampler for ``swin_unet``), trainable parameters for 1- and 3-channel
+output, the input code shape for the chosen image size, and a one-line description.
+Variants of :data:`OPTION_VARIANTS` that cannot produce the chosen size (``swin_unet`` needs
+sides of 32, 64, 128 or a multiple of 256 with its default window) are left out.
 """
 
 from __future__ import annotations
@@ -10,10 +12,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .registry import ARCHITECTURES, build_model, count_parameters
+from .registry import ARCHITECTURES, build_model, count_parameters, validate_image_size
 
 #: architectures listed once per width
 WIDTH_VARIANTS = {"hourglass": (32, 64, 128), "conv_decoder_after": (32, 64, 128)}
+#: architectures listed once per option set
+OPTION_VARIANTS = {"swin_unet": ({"upsample": "bilinear"}, {"upsample": "patch_expand"})}
+
+
+def _fits(name: str, image_size: tuple[int, int], options: dict) -> bool:
+    try:
+        validate_image_size(name, image_size, **options)
+    except ValueError:
+        return False
+    return True
 
 
 def parameter_rows(image_size: tuple[int, int] = (512, 512)) -> list[dict]:
@@ -22,6 +34,8 @@ def parameter_rows(image_size: tuple[int, int] = (512, 512)) -> list[dict]:
     rows = []
     for name, spec in ARCHITECTURES.items():
         variants = [{"width": w} for w in WIDTH_VARIANTS.get(name, ())] or [{}]
+        if name in OPTION_VARIANTS:
+            variants = [dict(v) for v in OPTION_VARIANTS[name] if _fits(name, image_size, v)]
         for opts in variants:
             counts = {}
             for c in (1, 3):

@@ -11,7 +11,8 @@ Public API (re-exported by :mod:`dipkit.models`):
 
 Registered names: ``dip``, ``hourglass``, ``deep_decoder``, ``mlp_decoder`` (same network as
 ``deep_decoder``: the paper's "MLP-Decoder" *is* the Deep Decoder with 1x1 convolutions),
-``conv_decoder``, ``conv_decoder_after``, ``conv_decoder_lpf``.
+``conv_decoder``, ``conv_decoder_after``, ``conv_decoder_lpf``, ``swin_unet`` (Fig. 12;
+``upsample='bilinear'`` or ``'patch_expand'``, see :mod:`dipkit.models.swin_unet`).
 
 Where the paper's wording and its code disagree, defaults follow the code (see
 :mod:`dipkit.models.hourglass`); the paper's reading is available through options.
@@ -35,6 +36,7 @@ from .decoders import (
 )
 from .hourglass import build_hourglass, check_hourglass_size
 from .layers import DIPNetwork
+from .swin_unet import build_swin_unet, resolve_swin_options, swin_unet_geometry
 
 __all__ = [
     "ArchitectureSpec",
@@ -175,6 +177,28 @@ def _decoder_geometry_fn(schedule: str, name: str):
     return geometry
 
 
+# ----------------------------------------------------------------------------- Swin-UNet
+
+#: one shared default for both upsamplers (the paper's modified config, transformer.py)
+_SWIN_DEFAULTS = dict(
+    upsample="bilinear",
+    embed_dim=108,
+    depths=(1, 1, 1, 1),
+    heads=(4, 8, 8, 6),
+    window=8,
+    mlp_ratio=4.0,
+    patch_size=4,
+    in_channels=32,
+    need_sigmoid=True,
+)
+
+
+def _swin_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tuple[int, int]]:
+    o = resolve_swin_options(**opts)
+    swin_unet_geometry(image_size, patch_size=o["patch_size"], stages=len(o["depths"]), window=o["window"])
+    return o["in_channels"], (int(image_size[0]), int(image_size[1]))
+
+
 def _spec(name, description, source, defaults, builder, geometry) -> ArchitectureSpec:
     return ArchitectureSpec(name, description, source, MappingProxyType(dict(defaults)), builder, geometry)
 
@@ -238,6 +262,15 @@ _SPECS = [
         dict(_DECODER_DEFAULTS, upsample="NN"),
         build_conv_decoder_lpf,
         _decoder_geometry_fn("all", "conv_decoder_lpf"),
+    ),
+    _spec(
+        "swin_unet",
+        "Swin-UNet (Fig. 12): 4 stages, patch 4, window 8, embed 108; upsample bilinear|patch_expand",
+        "FasterDIP DIP-Recon/transformer-DIP/model_trans/transformer.py (bilinear), "
+        "transformer2.py (patch_expand): SwinTransformerSys",
+        _SWIN_DEFAULTS,
+        build_swin_unet,
+        _swin_geometry,
     ),
 ]
 
@@ -309,7 +342,8 @@ def build_model(name: str, out_channels: int, image_size: tuple[int, int], **opt
     """Build a registered architecture.
 
     :param name: one of :data:`ARCHITECTURES` (``dip``, ``hourglass``, ``deep_decoder``,
-        ``mlp_decoder``, ``conv_decoder``, ``conv_decoder_after``, ``conv_decoder_lpf``).
+        ``mlp_decoder``, ``conv_decoder``, ``conv_decoder_after``, ``conv_decoder_lpf``,
+        ``swin_unet``).
     :param out_channels: image channels (1 for grayscale, 3 for RGB).
     :param image_size: image size ``(H, W)``.
     :param options: override preset defaults (see ``ARCHITECTURES[name].defaults``), e.g.
