@@ -21,6 +21,7 @@ include: "rules/data.smk"
 include: "rules/noise.smk"
 include: "rules/fit.smk"
 include: "rules/classifier.smk"
+include: "rules/experiments.smk"
 include: "rules/tables.smk"
 
 

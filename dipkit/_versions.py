@@ -20,4 +20,5 @@ STAGE_VERSIONS: dict[str, int] = {
     "texture_features": 1,
     "classifier": 1,
     "relabel": 1,
+    "experiment": 1,
 }

@@ -32,6 +32,15 @@ def fit_seed(config_seed: int, dataset: str, image: str, noise_id: str, method: 
     return derive_seed(config_seed, "fit", dataset, image, noise_id, method)
 
 
+def crop_center(img: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size x size`` pixels of an ``[H, W, C]`` image."""
+    h, w = img.shape[:2]
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the image ({w}x{h})")
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[top : top + size, left : left + size]
+
+
 def save_png(path: str | Path, img: np.ndarray) -> None:
     """Write a float ``[H, W, C]`` image in ``[0, 1]`` as an 8-bit PNG (atomically)."""
     from PIL import Image
@@ -138,6 +147,8 @@ def run_fit_job(
     noisy = load_from_stack(noisy_path, image).astype(np.float32)
     if clean.shape != noisy.shape:
         raise ValueError(f"{noisy_path}: {image} has shape {noisy.shape}, its clean image {clean.shape}")
+    if spec.get("crop"):
+        clean, noisy = crop_center(clean, spec["crop"]), crop_center(noisy, spec["crop"])
     seed = fit_seed(config_seed, dataset, image, noise_id, spec["method"])
     started = time.time()
 

@@ -156,3 +156,43 @@ def plan_datasets(config: dict) -> dict[str, DatasetPlan]:
     if not plans:
         raise ConfigError("config key datasets: no dataset configured")
     return plans
+
+
+def plan_experiments(config: dict, plans: dict[str, DatasetPlan]) -> dict[str, dict]:
+    """Resolve the ``experiments`` section: ``{name: cfg}`` with defaults filled in and ``arms``.
+
+    Every image must belong to a configured dataset (and its image subset), and every noise
+    setting must be configured for that dataset, so experiments reuse the noisy images of
+    the main run.
+    """
+    from dipkit.experiments import EXPERIMENTS, split_image
+
+    out = {}
+    for name, user in (config.get("experiments") or {}).items():
+        if name not in EXPERIMENTS:
+            raise ConfigError(f"config key experiments.{name}: unknown experiment; known: {', '.join(EXPERIMENTS)}")
+        exp = EXPERIMENTS[name]
+        try:
+            cfg = exp.config(user)
+            arms = exp.arms(cfg)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        for ref in cfg["images"]:
+            try:
+                dataset, image = split_image(ref)
+            except ValueError as err:
+                raise ConfigError(f"config key experiments.{name}.images: {err}") from None
+            if dataset not in plans or image not in plans[dataset].images:
+                raise ConfigError(
+                    f"config key experiments.{name}.images: {ref!r} is not an image of a configured dataset "
+                    f"(add it under datasets.{dataset})"
+                )
+            for noise in cfg["noise"]:
+                if noise not in plans[dataset].noise_ids:
+                    raise ConfigError(
+                        f"config key experiments.{name}.noise: {noise!r} is not configured for {dataset} "
+                        f"(it has {', '.join(plans[dataset].noise_ids)})"
+                    )
+        cfg["arms"] = arms
+        out[name] = cfg
+    return out

@@ -11,7 +11,14 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from dipkit._versions import STAGE_VERSIONS
-from dipkit.config import ConfigError, plan_datasets, plan_methods, relabel_methods
+from dipkit.config import (
+    ConfigError,
+    plan_datasets,
+    plan_experiments,
+    plan_methods,
+    relabel_methods,
+)
+from dipkit.experiments import arm_spec, split_image
 from dipkit.manifest import IMAGE_ID_PATTERN, builtin_datasets
 from dipkit.methods import fit_spec
 from dipkit.noise import NOISE_ID_PATTERN
@@ -21,6 +28,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 try:
     METHODS = plan_methods(config)
     DATASETS = plan_datasets(config)
+    EXPERIMENTS = plan_experiments(config, DATASETS)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
@@ -53,6 +61,8 @@ wildcard_constraints:
     noise=NOISE_ID_PATTERN,
     image=IMAGE_ID_PATTERN,
     method=_alternatives(METHODS),
+    experiment=_alternatives(EXPERIMENTS),
+    arm=r"[A-Za-z0-9_.+-]+",
 
 
 # --- params: what defines a result (never paths, mirrors or devices) ---------------
@@ -108,6 +118,24 @@ def fit_spec_of(wildcards):
     )
 
 
+def experiment_spec_of(wildcards):
+    cfg = EXPERIMENTS[wildcards.experiment]
+    return arm_spec(
+        cfg["arms"][wildcards.arm],
+        wildcards.dataset,
+        wildcards.image,
+        wildcards.noise,
+        cfg,
+        config["fit"],
+    )
+
+
+def experiment_config_of(wildcards):
+    """An experiment's resolved settings without its arms (those define its fits)."""
+    cfg = EXPERIMENTS[wildcards.experiment]
+    return {k: v for k, v in cfg.items() if k != "arms"}
+
+
 # --- inputs ---------------------------------------------------------------------------
 
 
@@ -151,6 +179,27 @@ def predicted_width_files():
     return [f"results/classifier/widths/{d}/{i}.txt" for d, i in predicted_width_images()]
 
 
+def experiment_fits(wildcards, kind="parquet"):
+    name = wildcards.experiment
+    cfg = EXPERIMENTS[name]
+    return [
+        f"results/experiments/{name}/fits/{d}/{noise}/{arm}/{i}.{kind}"
+        for d, i in map(split_image, cfg["images"])
+        for noise in cfg["noise"]
+        for arm in cfg["arms"]
+    ]
+
+
+def experiment_inputs(wildcards):
+    cfg = EXPERIMENTS[wildcards.experiment]
+    datasets = dict.fromkeys(split_image(ref)[0] for ref in cfg["images"])
+    return {
+        "rows": experiment_fits(wildcards),
+        "trajectories": experiment_fits(wildcards, "trajectory.parquet"),
+        "prepared": [f"results/prepared/{d}.npz" for d in datasets],
+    }
+
+
 def noisy_metric_files():
     return [
         f"results/metrics/noisy/{name}/{noise}.parquet"
@@ -190,6 +239,7 @@ def final_outputs():
         targets += ["results/tables/table2.csv", "results/tables/table2.md"]
     if CLASSIFIER["enabled"]:
         targets += ["results/classifier/cv_metrics.json", "results/classifier/roc.png"]
+    targets += [f"results/experiments/{name}/figure.png" for name in EXPERIMENTS]
     if RELABEL and fit_rows("parquet", methods=list(RELABEL)):
         targets += ["results/tables/label_agreement.csv", "results/tables/label_agreement.md"]
     return targets

@@ -242,6 +242,10 @@ def test_default_config_plans_the_full_job_set(tmp_path):
         "texture_features": 3,
         "classifier": 1,
         "relabel": 1,
+        # experiments: Fig. 3 (10 arms x 1 image), Fig. 4 (8 x 2), Fig. 5 (48 x 2 images x 2 sigma),
+        # Fig. 6 (10 x 2), Fig. 12 (2 x 2); Fig. 2 has no fits
+        "experiment_fit": 10 + 16 + 192 + 20 + 4,
+        "experiment": 6,
         "all": 1,
     }, counts
     print(f"dry run of the default config: {elapsed:.1f} s")

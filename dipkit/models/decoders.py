@@ -55,6 +55,8 @@ __all__ = [
     "build_conv_decoder",
     "build_conv_decoder_after",
     "build_conv_decoder_lpf",
+    "build_conv_decoder_position",
+    "position_input_size",
     "decoder_hidden_sizes",
     "decoder_geometry",
 ]
@@ -89,6 +91,10 @@ def _up_blocks(layers: int, schedule: str) -> list[int]:
         return list(range(nb))
     if schedule == "last2":  # ConvDecoder_improved: x2 before block L-3, to full size before L-2
         return [i for i in (layers - 3, layers - 2) if 0 <= i < nb]
+    if schedule == "first":  # Fig. 6: one upsampler, next to the input
+        return [0]
+    if schedule == "last":  # Fig. 6: one upsampler, next to the output
+        return [nb - 1]
     raise ValueError(f"unknown upsampling schedule {schedule!r}")
 
 
@@ -486,4 +492,67 @@ def build_conv_decoder_lpf(
         input_size=input_size,
         taps=taps,
         name="conv_decoder_lpf",
+    )
+
+
+def position_input_size(image_size: tuple[int, int], factor: int) -> tuple[int, int]:
+    """Input code size of :func:`build_conv_decoder_position`: the image size / ``factor``.
+
+    :raises ValueError: if the image is not divisible by ``factor``.
+    """
+    H, W = int(image_size[0]), int(image_size[1])
+    f = int(factor)
+    if f < 2 or H % f or W % f:
+        raise ValueError(
+            f"conv_decoder_position: image size {H}x{W} is not divisible by the upsampling factor {f} "
+            "(the input code is the image size / factor; factor >= 2)"
+        )
+    return H // f, W // f
+
+
+def build_conv_decoder_position(
+    out_channels: int,
+    image_size: tuple[int, int],
+    *,
+    layers: int = 6,
+    width: int = 128,
+    position: str = "last",
+    factor: int = 2,
+    upsample: str = "bilinear",
+    align_corners: bool = False,
+    act: str = "ReLU",
+    pad: str = "zero",
+    need_sigmoid: bool = True,
+    in_channels: int | None = None,
+) -> Decoder:
+    """ConvDecoder with a single upsampler of factor ``factor`` (paper Fig. 6).
+
+    The blocks are those of :func:`build_conv_decoder`, but only one of them upsamples: the
+    first (``position='first'``, next to the input) or the last (``'last'``, next to the
+    output), straight to the image size. The input code is ``image size / factor``, so a larger
+    factor means the same number of layers and one larger upsampling step. Not in the paper's
+    code: the figure's exact networks are unknown [UNVERIFIED]; this is our reading of it.
+
+    :return: :class:`Decoder`: ``[B, C, H/factor, W/factor] -> [B, out_channels, H, W]``.
+    """
+    if position not in ("first", "last"):
+        raise ValueError(f"conv_decoder_position: position must be 'first' or 'last', got {position!r}")
+    return build_decoder(
+        out_channels,
+        image_size,
+        layers=layers,
+        width=width,
+        in_channels=in_channels,
+        kernel_size=3,
+        bias=True,
+        upsample=upsample,
+        align_corners=align_corners,
+        upsample_first=True,
+        schedule=position,
+        act=act,
+        head_act=True,
+        pad=pad,
+        need_sigmoid=need_sigmoid,
+        input_size=position_input_size(image_size, factor),
+        name="conv_decoder_position",
     )

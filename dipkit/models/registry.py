@@ -31,8 +31,10 @@ from .decoders import (
     build_conv_decoder,
     build_conv_decoder_after,
     build_conv_decoder_lpf,
+    build_conv_decoder_position,
     build_deep_decoder,
     decoder_geometry,
+    position_input_size,
 )
 from .hourglass import build_hourglass, check_hourglass_size
 from .layers import DIPNetwork
@@ -177,6 +179,36 @@ def _decoder_geometry_fn(schedule: str, name: str):
     return geometry
 
 
+_POSITION_DEFAULTS = dict(
+    layers=6,
+    width=128,
+    position="last",
+    factor=2,
+    upsample="bilinear",
+    align_corners=False,
+    act="ReLU",
+    pad="zero",
+    need_sigmoid=True,
+    in_channels=None,
+)
+
+
+def _position_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tuple[int, int]]:
+    if opts["position"] not in ("first", "last"):
+        raise ValueError(f"conv_decoder_position: position must be 'first' or 'last', got {opts['position']!r}")
+    inp = position_input_size(image_size, opts["factor"])
+    decoder_geometry(
+        image_size,
+        layers=int(opts["layers"]),
+        upsample=opts["upsample"],
+        schedule=opts["position"],
+        input_size=inp,
+        name="conv_decoder_position",
+    )
+    cin = int(opts["width"]) if opts["in_channels"] is None else int(opts["in_channels"])
+    return cin, inp
+
+
 # ----------------------------------------------------------------------------- Swin-UNet
 
 #: one shared default for both upsamplers (the paper's modified config, transformer.py)
@@ -262,6 +294,14 @@ _SPECS = [
         dict(_DECODER_DEFAULTS, upsample="NN"),
         build_conv_decoder_lpf,
         _decoder_geometry_fn("all", "conv_decoder_lpf"),
+    ),
+    _spec(
+        "conv_decoder_position",
+        "ConvDecoder with one upsampler of factor f next to the input or the output (Fig. 6)",
+        "ours (the paper's Fig. 6 networks are not in its code); blocks as light_cnn.py:ConvDecoder",
+        _POSITION_DEFAULTS,
+        build_conv_decoder_position,
+        _position_geometry,
     ),
     _spec(
         "swin_unet",
