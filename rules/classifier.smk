@@ -38,6 +38,7 @@ rule classifier:
         datasets=CLASSIFIER["datasets"],
         splits=CLASSIFIER["splits"],
         repeats=CLASSIFIER["repeats"],
+        calibration=CLASSIFIER["calibration"],
         width_images=predicted_width_images(),
         seed=config["seed"],
         version=STAGE_VERSIONS["classifier"],

@@ -19,6 +19,7 @@ with script_context(snakemake):
         n_repeats=snakemake.params.repeats,
         seed=snakemake.params.seed,
         label_datasets=tuple(snakemake.params.datasets),
+        calibration=snakemake.params.calibration,
     )
     targets = [(d, i, path) for (d, i), path in zip(snakemake.params.width_images, out.width_files)]
     write_width_files(out.widths, targets)
