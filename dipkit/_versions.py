@@ -21,4 +21,5 @@ STAGE_VERSIONS: dict[str, int] = {
     "classifier": 1,
     "relabel": 1,
     "experiment": 1,
+    "paper_tables": 1,
 }

@@ -108,6 +108,74 @@ def run_fit(
     return result, count_parameters(net), dev
 
 
+def _dip_outcome(result, n_params: int, dev, spec, dataset, image, noise_id) -> dict:
+    """Row fields, trajectory columns and output image of a DIP fit."""
+    tr = result.trajectory
+    n = len(tr["iteration"])
+    ssim = np.full(n, np.nan)
+    st = result.ssim_trajectory
+    ssim[np.asarray(st["iteration"], dtype=np.int64) - 1] = st["ssim"]
+    return {
+        "row": {
+            "params": n_params,
+            "psnr_input": float(result.psnr_input),
+            "psnr_last": float(result.psnr_last),
+            "ssim_last": float(result.ssim_last),
+            "ssim_paper_last": float(result.ssim_last_paper),
+            "psnr_peak": float(result.psnr_peak),
+            "psnr_peak_iteration": int(result.psnr_peak_iteration),
+            "psnr_peak_raw": float(result.psnr_peak_raw),
+            "wall_time_s": float(result.wall_time_s),
+            "device": result.device,
+            "peak_memory_bytes": int(result.peak_memory_bytes),
+            "peak_memory_kind": result.peak_memory_kind,
+            "backtracks": int(result.backtracks),
+        },
+        "trajectory": {
+            "dataset": [dataset] * n,
+            "image": [image] * n,
+            "noise": [noise_id] * n,
+            "method": [spec["method"]] * n,
+            "iteration": np.asarray(tr["iteration"], np.int64),
+            "loss": np.asarray(tr["loss"], np.float64),
+            "psnr_raw": np.asarray(tr["psnr_raw"], np.float64),
+            "psnr_ema": np.asarray(tr["psnr_ema"], np.float64),
+            "psnr_noisy": np.asarray(tr["psnr_noisy"], np.float64),
+            "ssim_ema": [None if np.isnan(v) else float(v) for v in ssim],
+        },
+        "output": result.output[0].numpy().transpose(1, 2, 0),
+    }
+
+
+def _classical_outcome(spec, clean, noisy, noise_id) -> dict:
+    """Row fields, (empty) trajectory and output image of a classical denoiser."""
+    import resource
+
+    from dipkit.classical import run_classical
+
+    r = run_classical(spec["architecture"], clean, noisy, noise_id)
+    log.info("%s with sigma %.4f (%s)", spec["architecture"], r["sigma"], r["sigma_source"])
+    return {
+        "row": {
+            "params": 0,
+            "psnr_input": r["psnr_input"],
+            "psnr_last": r["psnr_last"],
+            "ssim_last": r["ssim_last"],
+            "ssim_paper_last": r["ssim_last_paper"],
+            "psnr_peak": r["psnr_last"],
+            "psnr_peak_iteration": 1,
+            "psnr_peak_raw": r["psnr_last"],
+            "wall_time_s": r["wall_time_s"],
+            "device": "cpu",
+            "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_memory_kind": "process_peak_rss",
+            "backtracks": 0,
+        },
+        "trajectory": {c.name: [] for c in TRAJECTORY},
+        "output": r["output"],
+    }
+
+
 def run_fit_job(
     prepared_path: str,
     noisy_path: str,
@@ -141,7 +209,7 @@ def run_fit_job(
             raise ValueError(f"method {spec['method']} uses predicted widths but no width file was given")
         spec["arch_options"] = {**spec["arch_options"], "width": int(Path(width_file).read_text().strip())}
         spec["width"] = spec["arch_options"]["width"]
-    if spec["width"] is None:
+    if spec["width"] is None and spec["architecture"] in ARCHITECTURES:
         spec["width"] = ARCHITECTURES[spec["architecture"]].defaults.get("width")
     clean = to_float(load_from_stack(prepared_path, f"clean/{image}"))
     noisy = load_from_stack(noisy_path, image).astype(np.float32)
@@ -155,7 +223,10 @@ def run_fit_job(
     def progress(i, loss):
         log.info("iteration %d/%d loss %s", i, spec["iterations"], "n/a" if loss is None else f"{loss:.6f}")
 
-    result, n_params, dev = run_fit(clean, noisy, spec, seed, device, progress)
+    if spec.get("kind", "dip") == "classical":
+        outcome = _classical_outcome(spec, clean, noisy, noise_id)
+    else:
+        outcome = _dip_outcome(*run_fit(clean, noisy, spec, seed, device, progress), spec, dataset, image, noise_id)
     noise = NoiseSpec.parse(noise_id)
     row = {
         "dataset": dataset,
@@ -168,7 +239,6 @@ def run_fit_job(
         "arch_options": json.dumps(spec["arch_options"], sort_keys=True),
         "width": spec["width"],
         "width_source": spec["width_source"],
-        "params": n_params,
         "height": noisy.shape[0],
         "width_px": noisy.shape[1],
         "channels": noisy.shape[2],
@@ -178,48 +248,21 @@ def run_fit_job(
         "reg_noise_std": spec["reg_noise_std"],
         "input_scale": spec["input_scale"],
         "seed": seed,
-        "psnr_input": float(result.psnr_input),
-        "psnr_last": float(result.psnr_last),
-        "ssim_last": float(result.ssim_last),
-        "ssim_paper_last": float(result.ssim_last_paper),
-        "psnr_peak": float(result.psnr_peak),
-        "psnr_peak_iteration": int(result.psnr_peak_iteration),
-        "psnr_peak_raw": float(result.psnr_peak_raw),
-        "wall_time_s": float(result.wall_time_s),
-        "seconds_per_iteration": float(result.wall_time_s) / spec["iterations"],
-        "device": result.device,
+        **outcome["row"],
+        "seconds_per_iteration": outcome["row"]["wall_time_s"] / spec["iterations"],
         "dtype": spec["dtype"],
         "threads": torch.get_num_threads(),
-        "peak_memory_bytes": int(result.peak_memory_bytes),
-        "peak_memory_kind": result.peak_memory_kind,
-        "backtracks": int(result.backtracks),
         "torch_version": torch.__version__,
         "dipkit_version": dipkit.__version__,
         "fit_version": int(fit_version),
     }
-    tr = result.trajectory
-    n = len(tr["iteration"])
-    ssim = np.full(n, np.nan)
-    st = result.ssim_trajectory
-    ssim[np.asarray(st["iteration"], dtype=np.int64) - 1] = st["ssim"]
-    traj = {
-        "dataset": [dataset] * n,
-        "image": [image] * n,
-        "noise": [noise_id] * n,
-        "method": [spec["method"]] * n,
-        "iteration": np.asarray(tr["iteration"], np.int64),
-        "loss": np.asarray(tr["loss"], np.float64),
-        "psnr_raw": np.asarray(tr["psnr_raw"], np.float64),
-        "psnr_ema": np.asarray(tr["psnr_ema"], np.float64),
-        "psnr_noisy": np.asarray(tr["psnr_noisy"], np.float64),
-        "ssim_ema": [None if np.isnan(v) else float(v) for v in ssim],
-    }
+    traj = outcome["trajectory"]
     import pyarrow as pa
 
     from dipkit.schemas import arrow_schema
 
     write_parquet(out_trajectory, pa.table(traj, schema=arrow_schema(TRAJECTORY)))
-    save_png(out_image, result.output[0].numpy().transpose(1, 2, 0))
+    save_png(out_image, outcome["output"])
     write_parquet(out_row, make_table([row], FIT_ROWS))
     log.info(
         "%s/%s/%s/%s: PSNR %.2f dB (peak %.2f at %d), %.1f s on %s in %.1f s total",

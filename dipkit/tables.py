@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -162,4 +162,185 @@ def write_table2(fits_path: str, csv_out: str, md_out: str, dataset_order=(), me
     digits = {"psnr": 2, "ssim": 4, "ssim_paper": 4, "psnr_peak": 2, "seconds": 1, "paper_psnr": 2,
               "paper_ssim": 3, "d_psnr": 2, "d_ssim": 3}
     write_table(df, csv_out, md_out, "Table 2: Gaussian denoising", TABLE2_NOTES, digits)
+    return df
+
+
+def _scores(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean last-iteration scores per group (the shared core of Tables 2, 4 and 5)."""
+    return (
+        df.groupby(keys, sort=False)
+        .agg(
+            images=("image", "count"),
+            psnr=("psnr_last", "mean"),
+            ssim=("ssim_last", "mean"),
+            ssim_paper=("ssim_paper_last", "mean"),
+            psnr_peak=("psnr_peak", "mean"),
+        )
+        .reset_index()
+    )
+
+
+def _with_paper(out: pd.DataFrame, table: str, on: list[str]) -> pd.DataFrame:
+    paper = paper_results(table).rename(columns={"psnr": "paper_psnr", "ssim": "paper_ssim"})
+    out = out.merge(paper, on=on, how="left")
+    out["d_psnr"] = out.psnr - out.paper_psnr
+    out["d_ssim"] = out.ssim_paper - out.paper_ssim
+    return out
+
+
+def _order(df: pd.DataFrame, column: str, order: Sequence[str]) -> pd.Series:
+    known = list(dict.fromkeys([*order, *df[column]]))
+    return df[column].map(known.index)
+
+
+def table4(fits: pd.DataFrame, dataset_order=(), method_order=()) -> pd.DataFrame:
+    """Table 4: Poisson noise (the paper: Set9, zeta 0.01 / 0.1 / 0.2), every method."""
+    g = fits[fits.noise_kind == "poisson"]
+    if g.empty:
+        raise ValueError("no Poisson-noise fits: Table 4 needs a dataset with `poisson` levels")
+    out = _with_paper(_scores(g, ["dataset", "noise", "noise_level", "method"]), "table4", ["dataset", "noise", "method"])
+    out = out.assign(_d=_order(out, "dataset", dataset_order), _m=_order(out, "method", method_order))
+    out = out.sort_values(["_d", "noise_level", "_m"]).rename(columns={"noise_level": "zeta"})
+    cols = ["dataset", "zeta", "method", "images", "psnr", "ssim", "ssim_paper", "psnr_peak", "paper_psnr",
+            "paper_ssim", "d_psnr", "d_ssim"]
+    return out[cols].reset_index(drop=True)
+
+
+def table5(fits: pd.DataFrame, dataset_order=(), method_order=()) -> pd.DataFrame:
+    """Table 5: real noise (PolyU), every method."""
+    g = fits[fits.noise_kind == "real"]
+    if g.empty:
+        raise ValueError("no real-noise fits: Table 5 needs PolyU with `real: true`")
+    out = _with_paper(_scores(g, ["dataset", "noise", "method"]), "table5", ["dataset", "noise", "method"])
+    out = out.assign(_d=_order(out, "dataset", dataset_order), _m=_order(out, "method", method_order))
+    cols = ["dataset", "method", "images", "psnr", "ssim", "ssim_paper", "psnr_peak", "paper_psnr", "paper_ssim",
+            "d_psnr", "d_ssim"]
+    return out.sort_values(["_d", "_m"])[cols].reset_index(drop=True)
+
+
+def table6(fits: pd.DataFrame, dataset_order=(), before="conv_decoder", after="conv_decoder_ours") -> pd.DataFrame:
+    """Table 6: ConvDecoder before (``conv_decoder``) and after (``conv_decoder_ours``) the paper's changes."""
+    g = fits[(fits.noise_kind == "gaussian") & fits.method.isin([before, after])]
+    if g.empty or set(g.method) != {before, after}:
+        raise ValueError(f"Table 6 needs Gaussian-noise fits of both {before} and {after}")
+    rows = []
+    for (dataset, noise, level), x in g.groupby(["dataset", "noise", "noise_level"], sort=False):
+        b, a = x[x.method == before], x[x.method == after]
+        paper = paper_results("table6")
+        pb = paper[(paper.dataset == dataset) & (paper.noise == noise) & (paper.method == before)]
+        pa_ = paper[(paper.dataset == dataset) & (paper.noise == noise) & (paper.method == after)]
+        rows.append(
+            {
+                "dataset": dataset,
+                "sigma": int(level),
+                "images": int(min(len(b), len(a))),
+                "psnr_before": b.psnr_last.mean(),
+                "ssim_paper_before": b.ssim_paper_last.mean(),
+                "psnr_after": a.psnr_last.mean(),
+                "ssim_paper_after": a.ssim_paper_last.mean(),
+                "params_before": _params_range(b.params) if len(b) else "",
+                "params_after": _params_range(a.params) if len(a) else "",
+                "paper_psnr_before": float(pb.psnr.iloc[0]) if len(pb) else float("nan"),
+                "paper_psnr_after": float(pa_.psnr.iloc[0]) if len(pa_) else float("nan"),
+                "paper_ssim_after": float(pa_.ssim.iloc[0]) if len(pa_) else float("nan"),
+            }
+        )
+    out = pd.DataFrame(rows)
+    out["gain"] = out.psnr_after - out.psnr_before
+    out["paper_gain"] = out.paper_psnr_after - out.paper_psnr_before
+    out = out.assign(_d=_order(out, "dataset", dataset_order)).sort_values(["sigma", "_d"]).drop(columns="_d")
+    return out.reset_index(drop=True)
+
+
+#: The paper's Table 3 (NAS, ISNAS, Ours), restoration times for 512x512 and 3000 iterations.
+PAPER_TABLE3 = {
+    "nas_dip": {"paper_image_specific": "no", "paper_search": "3 days", "paper_restoration": "~23 min", "paper_early_stopping": "yes"},
+    "isnas_dip": {"paper_image_specific": "yes", "paper_search": "5 min", "paper_restoration": "~7 h", "paper_early_stopping": "yes"},
+    "ours": {"paper_image_specific": "yes", "paper_search": "-", "paper_restoration": "~6 min", "paper_early_stopping": "no"},
+}
+
+#: A method "needs early stopping" when its mean drop from peak to last PSNR exceeds this (dB).
+EARLY_STOPPING_DROP_DB = 0.5
+
+
+def table3(fits: pd.DataFrame, method_order=(), search_seconds: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Table 3: properties of each method, measured from our own fits.
+
+    ``restoration_s_512``: mean wall time of the method's fits on 512x512 images (all images
+    when there are none of that size, see ``restoration_sizes``); ``drop_db``: mean drop from
+    peak to last PSNR; ``early_stopping`` is ``yes`` when it exceeds
+    :data:`EARLY_STOPPING_DROP_DB`. ``search_s``: measured cost of an architecture search
+    (ISNAS-DIP), 0 for methods without one.
+    """
+    search_seconds = dict(search_seconds or {})
+    rows = []
+    for method, g in fits.groupby("method", sort=False):
+        big = g[(g.height == 512) & (g.width_px == 512)]
+        timed = big if len(big) else g
+        sources = set(g.width_source)
+        drop = float((g.psnr_peak - g.psnr_last).mean())
+        rows.append(
+            {
+                "method": method,
+                "image_specific": "yes" if sources & {"labels:NoRepeat", "labels:wRepeat", "predicted"} or method in search_seconds else "no",
+                "search_s": float(search_seconds.get(method, 0.0)),
+                "restoration_s_512": float(timed.wall_time_s.mean()),
+                "restoration_sizes": "512x512" if len(big) else "all sizes",
+                "iterations": int(g.iterations.max()),
+                "device": ", ".join(sorted(set(g.device))),
+                "drop_db": drop,
+                "early_stopping": "yes" if drop > EARLY_STOPPING_DROP_DB else "no",
+                "fits": len(g),
+                **PAPER_TABLE3.get(method, {}),
+            }
+        )
+    out = pd.DataFrame(rows)
+    out = out.assign(_m=_order(out, "method", method_order)).sort_values("_m").drop(columns="_m")
+    return out.reset_index(drop=True)
+
+
+PAPER_TABLE_NOTES = {
+    "table3": (
+        "Table 3: properties of each method",
+        "Measured from this run's fits: mean wall time per fit (512x512 images when there are any), on "
+        "the device named; `drop_db` is the mean drop from peak to last PSNR, and `early_stopping` is `yes` "
+        f"above {EARLY_STOPPING_DROP_DB} dB. `paper_*`: the paper's Table 3 (512x512, 3000 iterations).",
+    ),
+    "table4": (
+        "Table 4: Poisson noise",
+        "Last-iteration PSNR/SSIM, mean over images; `ssim_paper` (data_range 2) is compared with the paper's "
+        "Table 4 (`d_ssim`). Rows: `results/fits.parquet`.",
+    ),
+    "table5": (
+        "Table 5: real noise (PolyU)",
+        "Last-iteration PSNR/SSIM, mean over the image pairs; `ssim_paper` (data_range 2) is compared with the "
+        "paper's Table 5. Rows: `results/fits.parquet`.",
+    ),
+    "table6": (
+        "Table 6: ConvDecoder before and after",
+        "`before` = `conv_decoder` (Table 2's CD), `after` = `conv_decoder_ours` (two upsamplings, width per "
+        "image). PSNR at the last iteration, SSIM with data_range 2 as the paper; `gain` = after - before, "
+        "`paper_gain` the paper's.",
+    ),
+}
+
+
+def write_paper_table(name: str, fits_path: str, csv_out: str, md_out: str, dataset_order=(), method_order=(),
+                      search_seconds=None) -> pd.DataFrame:
+    """The *paper_table* stage for ``table3`` ... ``table6``."""
+    fits = pd.read_parquet(fits_path)
+    if name == "table3":
+        df = table3(fits, method_order, search_seconds)
+    elif name == "table4":
+        df = table4(fits, dataset_order, method_order)
+    elif name == "table5":
+        df = table5(fits, dataset_order, method_order)
+    elif name == "table6":
+        df = table6(fits, dataset_order)
+    else:
+        raise ValueError(f"unknown table {name!r}")
+    title, notes = PAPER_TABLE_NOTES[name]
+    digits = {c: (4 if "ssim" in c else 3 if c.startswith("paper_ssim") else 1 if c.endswith("_s") or "_s_" in c else 2)
+              for c in df.columns}
+    write_table(df, csv_out, md_out, title, notes, digits)
     return df

@@ -21,7 +21,7 @@ from dipkit.config import (
 from dipkit.experiments import arm_spec, split_image
 from dipkit.manifest import IMAGE_ID_PATTERN, builtin_datasets
 from dipkit.methods import fit_spec
-from dipkit.noise import NOISE_ID_PATTERN
+from dipkit.noise import NOISE_ID_PATTERN, NoiseSpec
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -62,6 +62,7 @@ wildcard_constraints:
     image=IMAGE_ID_PATTERN,
     method=_alternatives(METHODS),
     experiment=_alternatives(EXPERIMENTS),
+    table="table[3-6]",
     arm=r"[A-Za-z0-9_.+-]+",
 
 
@@ -208,17 +209,41 @@ def noisy_metric_files():
     ]
 
 
-def fit_rows(kind="parquet", methods=None):
-    """Every fit of the plan (dataset x noise x method x image), or those of ``methods``."""
+def _planned_fits():
+    """Every fit of the plan: (dataset, noise, method, image)."""
     return [
-        f"results/fits/{name}/{noise}/{method}/{image}.{kind}"
+        (name, noise, method, image)
         for name, plan in DATASETS.items()
         for noise in plan.noise_ids
         for method in plan.methods
-        if (methods is None or method in methods)
-        and (METHODS[method].noise is None or noise in METHODS[method].noise)
+        if METHODS[method].noise is None or noise in METHODS[method].noise
         for image in plan.images
     ]
+
+
+FITS = _planned_fits()
+
+
+def fit_rows(kind="parquet", methods=None):
+    """Result files of every planned fit, or of those of ``methods``."""
+    return [
+        f"results/fits/{d}/{noise}/{method}/{image}.{kind}"
+        for d, noise, method, image in FITS
+        if methods is None or method in methods
+    ]
+
+
+def paper_tables():
+    """Tables 3-6 that the planned fits can fill."""
+    kinds = {(NoiseSpec.parse(noise).kind, method) for _, noise, method, _ in FITS}
+    tables = ["table3"] if FITS else []
+    if any(k == "poisson" for k, _ in kinds):
+        tables.append("table4")
+    if any(k == "real" for k, _ in kinds):
+        tables.append("table5")
+    if {("gaussian", "conv_decoder"), ("gaussian", "conv_decoder_ours")} <= kinds:
+        tables.append("table6")
+    return tables
 
 
 def has_gaussian_fits():
@@ -233,8 +258,9 @@ def final_outputs():
         "results/tables/noisy_baseline.csv",
         "results/tables/noisy_baseline.md",
     ]
-    if any(plan.methods for plan in DATASETS.values()):
+    if FITS:
         targets += ["results/fits.parquet", "results/trajectories.parquet"]
+    targets += [f"results/tables/{t}.{ext}" for t in paper_tables() for ext in ("csv", "md")]
     if has_gaussian_fits():
         targets += ["results/tables/table2.csv", "results/tables/table2.md"]
     if CLASSIFIER["enabled"]:

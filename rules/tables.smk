@@ -37,3 +37,22 @@ rule table2:
         version=STAGE_VERSIONS["table2"],
     script:
         "../workflow_scripts/table2.py"
+
+
+rule paper_table:
+    input:
+        "results/fits.parquet",
+    output:
+        csv="results/tables/{table}.csv",
+        md="results/tables/{table}.md",
+    log:
+        "results/logs/tables/{table}.log",
+    localrule: True
+    conda:
+        "../envs/dipkit.yaml"
+    params:
+        dataset_order=list(DATASETS),
+        method_order=list(METHODS),
+        version=STAGE_VERSIONS["paper_tables"],
+    script:
+        "../workflow_scripts/paper_table.py"

@@ -236,9 +236,10 @@ def test_default_config_plans_the_full_job_set(tmp_path):
         "score_noisy": 10,
         "noisy_baseline_table": 1,
         # Table 2 (Set9, Set12, CBSD68 x sigma 25, 50), Table 4 (Set9 x 3 zeta), Table 5 (PolyU)
-        "fit": (9 * 5 + 12 * 2 + 68 * 2 + 100) * 5 + (9 + 12 + 68) * 3,  # + relabel widths at sigma 25
+        "fit": (9 * 5 + 12 * 2 + 68 * 2 + 100) * 6 + (9 + 12 + 68) * 3,  # 5 methods + BM3D; relabel widths
         "aggregate_fits": 1,
         "table2": 1,
+        "paper_table": 4,
         "texture_features": 3,
         "classifier": 1,
         "relabel": 1,

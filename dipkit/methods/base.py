@@ -55,6 +55,8 @@ class Method:
     :ivar input_scale: the input code is ``U[0, 1) * input_scale``.
     :ivar iterations, lr, exp_weight: Adam steps, learning rate, output EMA weight.
     :ivar noise: restrict the method's fits to these noise ids (``None``: all).
+    :ivar kind: ``"dip"`` (a network fitted by :mod:`dipkit.fit`) or ``"classical"`` (a
+        non-learnt denoiser from :mod:`dipkit.classical`, ``architecture`` names it).
     """
 
     name: str
@@ -69,6 +71,7 @@ class Method:
     lr: float = 0.01
     exp_weight: float = 0.99
     noise: tuple[str, ...] | None = None  # fit only at these noise ids (None: every one)
+    kind: str = "dip"  # "dip": a network fitted by dipkit.fit; "classical": dipkit.classical
 
     def reg_noise_for(self, noise_id: str) -> float:
         """The perturbation std this method uses for a noise setting."""

@@ -6,11 +6,21 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
-from dipkit.methods import conv_decoder, conv_decoder_ours, deep_decoder, dip, ours
+from dipkit.methods import bm3d, conv_decoder, conv_decoder_ours, deep_decoder, dip, ours
 from dipkit.methods.base import Method
 
 METHODS: MappingProxyType[str, Method] = MappingProxyType(
-    {m.name: m for m in (dip.METHOD, deep_decoder.METHOD, conv_decoder.METHOD, ours.METHOD, conv_decoder_ours.METHOD)}
+    {
+        m.name: m
+        for m in (
+            dip.METHOD,
+            deep_decoder.METHOD,
+            conv_decoder.METHOD,
+            ours.METHOD,
+            conv_decoder_ours.METHOD,
+            bm3d.METHOD,
+        )
+    }
 )
 
 

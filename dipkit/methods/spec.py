@@ -36,9 +36,10 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         arch["width"], width_source = None, "predicted"
     else:
         width_source = "fixed" if "width" in arch else "preset"
-    iterations = method.iterations if cfg["iterations"] is None else int(cfg["iterations"])
+    iterations = method.iterations if cfg["iterations"] is None or method.kind != "dip" else int(cfg["iterations"])
     return {
         "method": method.name,
+        "kind": method.kind,
         "architecture": method.architecture,
         "arch_options": arch,
         "width": arch.get("width"),

@@ -1,0 +1,19 @@
+"""Rule paper_table: Tables 3-6 from all fits, beside the paper's numbers."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from dipkit.tables import write_paper_table
+from dipkit.workflow import script_context
+
+with script_context(snakemake):
+    write_paper_table(
+        snakemake.wildcards.table,
+        snakemake.input[0],
+        snakemake.output.csv,
+        snakemake.output.md,
+        snakemake.params.dataset_order,
+        snakemake.params.method_order,
+    )
