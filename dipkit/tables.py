@@ -114,33 +114,15 @@ def table2(fits: pd.DataFrame, dataset_order: Sequence[str] = (), method_order: 
     ``ssim`` uses data_range 1, ``ssim_paper`` the paper code's data_range 2; ``d_psnr`` and
     ``d_ssim`` are ours minus the paper's (``d_ssim`` on the paper's convention).
     """
-    g = fits[fits.noise_kind == "gaussian"].copy()
+    g = fits[fits.noise_kind == "gaussian"]
     if g.empty:
         raise ValueError("no Gaussian-noise fits: Table 2 needs datasets with `gaussian` levels and methods")
-    datasets = list(dict.fromkeys([*dataset_order, *g.dataset]))
-    methods = list(dict.fromkeys([*method_order, *g.method]))
-    out = (
-        g.groupby(["dataset", "noise", "noise_level", "method"], sort=False)
-        .agg(
-            images=("image", "count"),
-            psnr=("psnr_last", "mean"),
-            ssim=("ssim_last", "mean"),
-            ssim_paper=("ssim_paper_last", "mean"),
-            psnr_peak=("psnr_peak", "mean"),
-            params=("params", _params_range),
-            seconds=("wall_time_s", "mean"),
-        )
-        .reset_index()
-    )
-    paper = paper_results("table2").rename(columns={"psnr": "paper_psnr", "ssim": "paper_ssim"})
-    out = out.merge(paper, on=["dataset", "noise", "method"], how="left")
-    out["d_psnr"] = out.psnr - out.paper_psnr
-    out["d_ssim"] = out.ssim_paper - out.paper_ssim
+    keys = ["dataset", "noise", "noise_level", "method"]
+    cost = g.groupby(keys, sort=False).agg(params=("params", _params_range), seconds=("wall_time_s", "mean"))
+    out = _with_paper(_scores(g, keys).merge(cost.reset_index(), on=keys), "table2", ["dataset", "noise", "method"])
     out["sigma"] = out.noise_level.astype(int)
-    out = out.sort_values(
-        ["noise_level", "dataset", "method"],
-        key=lambda c: c.map(datasets.index) if c.name == "dataset" else c.map(methods.index) if c.name == "method" else c,
-    )
+    out = out.assign(_d=_order(out, "dataset", dataset_order), _m=_order(out, "method", method_order))
+    out = out.sort_values(["noise_level", "_d", "_m"])
     cols = ["dataset", "sigma", "method", "images", "psnr", "ssim", "ssim_paper", "psnr_peak", "params",
             "seconds", "paper_psnr", "paper_ssim", "d_psnr", "d_ssim"]
     return out[cols].reset_index(drop=True)

@@ -108,3 +108,14 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def run_tiny(work: Path, config: dict, mirror: Path) -> Path:
+    """Write ``config`` (datasets from the offline ``mirror``) into ``work`` and run it to the end
+    with 2 cores and 2 concurrent fits; return the config file."""
+    import yaml
+
+    cfg = work / "config.yaml"
+    cfg.write_text(yaml.safe_dump({**config, "mirror_dir": str(mirror)}, sort_keys=False))
+    run_snakemake(work, "--configfile", str(cfg), "--cores", "2", "--resources", "gpu=2")
+    return cfg

@@ -6,9 +6,8 @@ import math
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import run_snakemake
+from conftest import run_tiny
 from dipkit.config import ConfigError, plan_datasets, plan_experiments
 from dipkit.experiments import EXPERIMENTS
 from dipkit.models.filters import frequency_response_db
@@ -35,9 +34,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, mirror):
     work = tmp_path_factory.mktemp("experiments")
-    cfg = work / "config.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "mirror_dir": str(mirror)}, sort_keys=False))
-    run_snakemake(work, "--configfile", str(cfg), "--cores", "2", "--resources", "gpu=2")
+    run_tiny(work, TINY, mirror)
     return work
 
 

@@ -68,7 +68,6 @@ def job_counts(stdout: str) -> dict[str, int]:
 def tiny_run(tmp_path_factory, mirror):
     """One complete tiny run, datasets downloaded from a loopback HTTP server."""
     import functools
-    import http.server
     import threading
 
     from conftest import _QuietHandler, _Server
@@ -236,7 +235,7 @@ def test_default_config_plans_the_full_job_set(tmp_path):
         "score_noisy": 10,
         "noisy_baseline_table": 1,
         # Table 2 (Set9, Set12, CBSD68 x sigma 25, 50), Table 4 (Set9 x 3 zeta), Table 5 (PolyU)
-        "fit": (9 * 5 + 12 * 2 + 68 * 2 + 100) * 6 + (9 + 12 + 68) * 3,  # 5 methods + BM3D; relabel widths
+        "fit": (9 * 5 + 12 * 2 + 68 * 2 + 100) * 7 + (9 + 12 + 68) * 3,  # 6 DIP methods + BM3D; relabel
         "aggregate_fits": 1,
         "table2": 1,
         "paper_table": 4,

@@ -6,9 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import run_snakemake
+from conftest import run_tiny
 
 CONFIG = {
     "seed": 1,
@@ -23,9 +22,7 @@ CONFIG = {
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, mirror):
     work = tmp_path_factory.mktemp("classifier")
-    cfg = work / "config.yaml"
-    cfg.write_text(yaml.safe_dump({**CONFIG, "mirror_dir": str(mirror)}, sort_keys=False))
-    run_snakemake(work, "--configfile", str(cfg), "--cores", "2", "--resources", "gpu=2")
+    run_tiny(work, CONFIG, mirror)
     return work
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import run_snakemake
+from conftest import run_snakemake, run_tiny
 from dipkit.schemas import FIT_ROWS, TRAJECTORY
 from test_workflow import job_counts
 
@@ -24,9 +24,7 @@ CONFIG = {
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory, mirror):
     work = tmp_path_factory.mktemp("fits")
-    cfg = work / "config.yaml"
-    cfg.write_text(yaml.safe_dump({**CONFIG, "mirror_dir": str(mirror)}, sort_keys=False))
-    run_snakemake(work, "--configfile", str(cfg), "--cores", "2", "--resources", "gpu=2")
+    cfg = run_tiny(work, CONFIG, mirror)
     return work, cfg
 
 

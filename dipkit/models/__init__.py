@@ -4,7 +4,9 @@ Re-implementations of the networks used by Liu et al., "The Devil is in the Upsa
 (ICCV 2023) and its baselines: DIP's hourglass (:mod:`.hourglass`), the paper's 2-level
 hourglass, Deep Decoder / MLP-Decoder and ConvDecoder variants (:mod:`.decoders`), the
 upsamplers (:mod:`.upsample`), the fixed FIR filters of Fig. 4 (:mod:`.filters`) and the
-Swin-UNet of Fig. 12 (:mod:`.swin_unet`, registered as ``swin_unet``).
+Swin-UNet of Fig. 12 (:mod:`.swin_unet`, registered as ``swin_unet``) and NAS-DIP with its
+search space (:mod:`.nas_dip`, registered as ``nas_dip``; ISNAS-DIP samples it with
+:func:`sample_nas_architecture`).
 
 Typical use::
 
@@ -18,6 +20,7 @@ Typical use::
 
 from .filters import FILTER_TAPS, frequency_response_db, get_filter_taps
 from .layers import DIPNetwork
+from .nas_dip import NASArchitecture, UpsampleCell, sample_nas_architecture
 from .registry import (
     ARCHITECTURES,
     ArchitectureSpec,
@@ -33,11 +36,14 @@ __all__ = [
     "ArchitectureSpec",
     "DIPNetwork",
     "FILTER_TAPS",
+    "NASArchitecture",
+    "UpsampleCell",
     "build_model",
     "count_parameters",
     "frequency_response_db",
     "get_filter_taps",
     "get_input_shape",
     "make_upsampler",
+    "sample_nas_architecture",
     "validate_image_size",
 ]

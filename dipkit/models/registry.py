@@ -12,7 +12,9 @@ Public API (re-exported by :mod:`dipkit.models`):
 Registered names: ``dip``, ``hourglass``, ``deep_decoder``, ``mlp_decoder`` (same network as
 ``deep_decoder``: the paper's "MLP-Decoder" *is* the Deep Decoder with 1x1 convolutions),
 ``conv_decoder``, ``conv_decoder_after``, ``conv_decoder_lpf``, ``swin_unet`` (Fig. 12;
-``upsample='bilinear'`` or ``'patch_expand'``, see :mod:`dipkit.models.swin_unet`).
+``upsample='bilinear'`` or ``'patch_expand'``, see :mod:`dipkit.models.swin_unet`), ``nas_dip``
+(Table 2 "NAS"; any point of its search space, e.g. ISNAS-DIP's samples, through
+``model_index``/``skips`` or ``genotype``, see :mod:`dipkit.models.nas_dip`).
 
 Where the paper's wording and its code disagree, defaults follow the code (see
 :mod:`dipkit.models.hourglass`); the paper's reading is available through options.
@@ -38,6 +40,7 @@ from .decoders import (
 )
 from .hourglass import build_hourglass, check_hourglass_size
 from .layers import DIPNetwork
+from .nas_dip import build_nas_dip, check_nas_dip_size, resolve_nas_architecture
 from .swin_unet import build_swin_unet, resolve_swin_options, swin_unet_geometry
 
 __all__ = [
@@ -231,6 +234,35 @@ def _swin_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tuple[
     return o["in_channels"], (int(image_size[0]), int(image_size[1]))
 
 
+# ----------------------------------------------------------------------------- NAS-DIP
+
+#: NAS-DIP's searched denoising model (model_denoising.py:Model defaults)
+_NAS_DIP_DEFAULTS = dict(
+    model_index=158,
+    skips=None,
+    genotype=None,
+    levels=5,
+    width=128,
+    in_channels=32,
+    kernel_down=3,
+    kernel_up=3,
+    need1x1_up=True,
+    act="LeakyReLU",
+    pad="reflection",
+    downsample="stride",
+    need_sigmoid=True,
+    need_bias=True,
+    keep_unused=True,
+)
+
+
+def _nas_dip_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tuple[int, int]]:
+    arch = resolve_nas_architecture(opts["model_index"], opts["skips"], opts["genotype"], int(opts["levels"]))
+    arch.cell.check(int(opts["width"]))
+    check_nas_dip_size(image_size, int(opts["levels"]))
+    return int(opts["in_channels"]), (int(image_size[0]), int(image_size[1]))
+
+
 def _spec(name, description, source, defaults, builder, geometry) -> ArchitectureSpec:
     return ArchitectureSpec(name, description, source, MappingProxyType(dict(defaults)), builder, geometry)
 
@@ -312,6 +344,15 @@ _SPECS = [
         build_swin_unet,
         _swin_geometry,
     ),
+    _spec(
+        "nas_dip",
+        "NAS-DIP (Table 2 'NAS'): searched upsampling cell 158 + cross-scale skips, 5 levels x 128, in 32",
+        "YunChunChen/NAS-DIP-pytorch DIP/models/model_denoising.py:Model (cells: gen_upsample_layer.py); "
+        "search space as DIP/models/cross_skip.py:skip, sampled by ozgurkara99/ISNAS-DIP random_search.py",
+        _NAS_DIP_DEFAULTS,
+        build_nas_dip,
+        _nas_dip_geometry,
+    ),
 ]
 
 #: Read-only mapping ``name -> ArchitectureSpec``.
@@ -383,7 +424,7 @@ def build_model(name: str, out_channels: int, image_size: tuple[int, int], **opt
 
     :param name: one of :data:`ARCHITECTURES` (``dip``, ``hourglass``, ``deep_decoder``,
         ``mlp_decoder``, ``conv_decoder``, ``conv_decoder_after``, ``conv_decoder_lpf``,
-        ``swin_unet``).
+        ``swin_unet``, ``nas_dip``).
     :param out_channels: image channels (1 for grayscale, 3 for RGB).
     :param image_size: image size ``(H, W)``.
     :param options: override preset defaults (see ``ARCHITECTURES[name].defaults``), e.g.
