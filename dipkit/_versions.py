@@ -22,4 +22,5 @@ STAGE_VERSIONS: dict[str, int] = {
     "relabel": 1,
     "experiment": 1,
     "paper_tables": 1,
+    "isnas_search": 1,
 }

@@ -126,6 +126,7 @@ def _dip_outcome(result, n_params: int, dev, spec, dataset, image, noise_id) -> 
             "psnr_peak_iteration": int(result.psnr_peak_iteration),
             "psnr_peak_raw": float(result.psnr_peak_raw),
             "wall_time_s": float(result.wall_time_s),
+            "search_s": 0.0,
             "device": result.device,
             "peak_memory_bytes": int(result.peak_memory_bytes),
             "peak_memory_kind": result.peak_memory_kind,
@@ -166,6 +167,7 @@ def _classical_outcome(spec, clean, noisy, noise_id) -> dict:
             "psnr_peak_iteration": 1,
             "psnr_peak_raw": r["psnr_last"],
             "wall_time_s": r["wall_time_s"],
+            "search_s": 0.0,
             "device": "cpu",
             "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "peak_memory_kind": "process_peak_rss",
@@ -192,11 +194,13 @@ def run_fit_job(
     device: str = "auto",
     threads: int = 1,
     width_file: str | None = None,
+    keep_output: bool = False,
 ) -> dict:
     """The fit rule: fit, then write the row, the trajectory and the denoised PNG.
 
     :param width_file: for ``width_source == "predicted"``: the classifier's width for this
         image (a text file holding one integer).
+    :param keep_output: also return the float output image in the row under ``_output``.
     """
     import torch
 
@@ -269,4 +273,103 @@ def run_fit_job(
         dataset, noise_id, spec["method"], image, row["psnr_last"], row["psnr_peak"],
         row["psnr_peak_iteration"], row["wall_time_s"], row["device"], time.time() - started,
     )
+    if keep_output:
+        return {**row, "_output": outcome["output"]}
+    return row
+
+
+# ----------------------------------------------------------------------------- ISNAS-DIP
+
+
+def run_isnas_search_job(noisy_path, dataset, image, noise_id, spec, config_seed, out_json, device="auto", threads=1):
+    """The *isnas_search* rule: rank sampled NAS-DIP architectures for one noisy image.
+
+    Writes a JSON with every candidate's score, the ``top`` tokens in order and the
+    search's wall time (``seconds``).
+    """
+    import torch
+
+    from dipkit.fit import select_device
+    from dipkit.io import write_text
+    from dipkit.isnas import search
+
+    torch.set_num_threads(max(1, int(threads)))
+    noisy = load_from_stack(noisy_path, image).astype(np.float32)
+    if spec.get("crop"):
+        noisy = crop_center(noisy, spec["crop"])
+    seed = derive_seed(fit_seed(config_seed, dataset, image, noise_id, spec["method"]), "search")
+    s = spec["search"]
+    result = search(
+        noisy,
+        n_samples=int(s["n_samples"]),
+        top_k=int(s["top_k"]),
+        seed=seed,
+        metric=s["metric"],
+        device=str(select_device(device)),
+    )
+    result.update({"dataset": dataset, "image": image, "noise": noise_id, "seed": seed})
+    write_text(out_json, json.dumps(result, indent=1, sort_keys=True, default=str) + "\n")
+    log.info("ISNAS search for %s/%s/%s: %d candidates in %.1f s", dataset, noise_id, image,
+             len(result["candidates"]), result["seconds"])
+    return result
+
+
+def candidate_spec(spec: Mapping, token: str, rank: int, channels: int) -> dict:
+    """The fit spec of the ISNAS candidate of ``rank``: NAS-DIP with the searched genotype, fed
+    (as in the search) with an input code of the image's channel count."""
+    from dipkit.isnas import ISNAS_DEFAULTS
+
+    return {
+        **{k: v for k, v in spec.items() if k != "search"},
+        "kind": "dip",
+        "method": f"{spec['method']}#{rank}",
+        "arch_options": {**ISNAS_DEFAULTS["model"], **spec["arch_options"], "genotype": token, "in_channels": channels},
+        "width_source": "search",
+    }
+
+
+def run_isnas_select_job(prepared_path, noisy_path, search_json, dataset, image, noise_id, spec, config_seed,
+                         out_row, out_trajectory, out_image, *, fit_version, device="auto", threads=1):
+    """The *isnas_select* rule: fit the top-k candidates, keep the one closest to their mean.
+
+    The result is written like any fit (row, trajectory, PNG) under the method's name;
+    ``wall_time_s`` is the search plus all ``top_k`` fits, ``width_source`` is ``search``.
+    """
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dipkit.isnas import select_output
+    from dipkit.schemas import arrow_schema
+
+    found = json.loads(Path(search_json).read_text())
+    channels = int(load_from_stack(noisy_path, image).shape[2])
+    score_of = {c["token"]: c["score"] for c in found["candidates"]}
+    outputs, rows = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rank, token in enumerate(found["top"]):
+            cand = candidate_spec(spec, token, rank, channels)
+            paths = [f"{tmp}/{rank}.parquet", f"{tmp}/{rank}.trajectory.parquet", f"{tmp}/{rank}.png"]
+            rows.append(
+                run_fit_job(prepared_path, noisy_path, dataset, image, noise_id, cand, config_seed, *paths,
+                            fit_version=fit_version, device=device, threads=threads, keep_output=True)
+            )
+            outputs.append(rows[-1].pop("_output"))
+        # upstream's closest_to_average: the average is weighted by the search scores
+        best = select_output(outputs, scores=[score_of[t] for t in found["top"]])
+        row = dict(rows[best])
+        row["method"] = spec["method"]
+        row["search_s"] = float(found["seconds"])
+        row["wall_time_s"] = row["search_s"] + sum(r["wall_time_s"] for r in rows)
+        row["seconds_per_iteration"] = row["wall_time_s"] / spec["iterations"]
+        traj = pq.read_table(f"{tmp}/{best}.trajectory.parquet")
+        traj = traj.set_column(
+            traj.schema.get_field_index("method"), "method", pa.array([spec["method"]] * traj.num_rows, pa.string())
+        )
+        write_parquet(out_trajectory, traj.cast(arrow_schema(TRAJECTORY)))
+        save_png(out_image, outputs[best])
+        write_parquet(out_row, make_table([row], FIT_ROWS))
+    log.info("ISNAS-DIP %s/%s/%s: candidate %d of %d selected, PSNR %.2f dB", dataset, noise_id, image, best,
+             len(outputs), row["psnr_last"])
     return row

@@ -245,16 +245,15 @@ PAPER_TABLE3 = {
 EARLY_STOPPING_DROP_DB = 0.5
 
 
-def table3(fits: pd.DataFrame, method_order=(), search_seconds: Mapping[str, float] | None = None) -> pd.DataFrame:
+def table3(fits: pd.DataFrame, method_order=()) -> pd.DataFrame:
     """Table 3: properties of each method, measured from our own fits.
 
     ``restoration_s_512``: mean wall time of the method's fits on 512x512 images (all images
     when there are none of that size, see ``restoration_sizes``); ``drop_db``: mean drop from
     peak to last PSNR; ``early_stopping`` is ``yes`` when it exceeds
-    :data:`EARLY_STOPPING_DROP_DB`. ``search_s``: measured cost of an architecture search
-    (ISNAS-DIP), 0 for methods without one.
+    :data:`EARLY_STOPPING_DROP_DB`. ``search_s``: mean measured cost of the per-image
+    architecture search (ISNAS-DIP), 0 for methods without one.
     """
-    search_seconds = dict(search_seconds or {})
     rows = []
     for method, g in fits.groupby("method", sort=False):
         big = g[(g.height == 512) & (g.width_px == 512)]
@@ -264,8 +263,8 @@ def table3(fits: pd.DataFrame, method_order=(), search_seconds: Mapping[str, flo
         rows.append(
             {
                 "method": method,
-                "image_specific": "yes" if sources & {"labels:NoRepeat", "labels:wRepeat", "predicted"} or method in search_seconds else "no",
-                "search_s": float(search_seconds.get(method, 0.0)),
+                "image_specific": "yes" if sources & {"labels:NoRepeat", "labels:wRepeat", "predicted", "search"} else "no",
+                "search_s": float(g.search_s.mean()),
                 "restoration_s_512": float(timed.wall_time_s.mean()),
                 "restoration_sizes": "512x512" if len(big) else "all sizes",
                 "iterations": int(g.iterations.max()),
@@ -307,12 +306,11 @@ PAPER_TABLE_NOTES = {
 }
 
 
-def write_paper_table(name: str, fits_path: str, csv_out: str, md_out: str, dataset_order=(), method_order=(),
-                      search_seconds=None) -> pd.DataFrame:
+def write_paper_table(name: str, fits_path: str, csv_out: str, md_out: str, dataset_order=(), method_order=()) -> pd.DataFrame:
     """The *paper_table* stage for ``table3`` ... ``table6``."""
     fits = pd.read_parquet(fits_path)
     if name == "table3":
-        df = table3(fits, method_order, search_seconds)
+        df = table3(fits, method_order)
     elif name == "table4":
         df = table4(fits, dataset_order, method_order)
     elif name == "table5":

@@ -33,6 +33,8 @@ except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 RELABEL = {name: o["width"] for name, o in relabel_methods(config).items()}
+SEARCHED = [name for name, m in METHODS.items() if m.kind == "isnas"]  # ISNAS-DIP-like methods
+FITTED = [name for name in METHODS if name not in SEARCHED]
 CLASSIFIER = config["classifier"]
 PREDICTED = [name for name, m in METHODS.items() if m.width_source == "predicted"]
 RUN_CLASSIFIER = CLASSIFIER["enabled"] or bool(PREDICTED)

@@ -10,6 +10,8 @@ rule fit:
         image="results/fits/{dataset}/{noise}/{method}/{image}.png",
     log:
         "results/logs/fit/{dataset}/{noise}/{method}/{image}.log",
+    wildcard_constraints:
+        method=_alternatives(FITTED),
     conda:
         "../envs/dipkit.yaml"
     threads: 1
@@ -21,6 +23,54 @@ rule fit:
         version=STAGE_VERSIONS["fit"],
     script:
         "../workflow_scripts/fit.py"
+
+
+rule isnas_search:
+    input:
+        "results/noisy/{dataset}/{noise}.npz",
+    output:
+        "results/isnas/{dataset}/{noise}/{method}/{image}.json",
+    log:
+        "results/logs/isnas_search/{dataset}/{noise}/{method}/{image}.log",
+    wildcard_constraints:
+        method=_alternatives(SEARCHED),
+    conda:
+        "../envs/dipkit.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        spec=fit_spec_of,
+        seed=config["seed"],
+        version=STAGE_VERSIONS["isnas_search"],
+    script:
+        "../workflow_scripts/isnas_search.py"
+
+
+rule isnas_fit:
+    input:
+        prepared="results/prepared/{dataset}.npz",
+        noisy="results/noisy/{dataset}/{noise}.npz",
+        search="results/isnas/{dataset}/{noise}/{method}/{image}.json",
+    output:
+        row="results/fits/{dataset}/{noise}/{method}/{image}.parquet",
+        trajectory="results/fits/{dataset}/{noise}/{method}/{image}.trajectory.parquet",
+        image="results/fits/{dataset}/{noise}/{method}/{image}.png",
+    log:
+        "results/logs/isnas_fit/{dataset}/{noise}/{method}/{image}.log",
+    wildcard_constraints:
+        method=_alternatives(SEARCHED),
+    conda:
+        "../envs/dipkit.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        spec=fit_spec_of,
+        seed=config["seed"],
+        version=STAGE_VERSIONS["fit"],
+    script:
+        "../workflow_scripts/isnas_fit.py"
 
 
 rule aggregate_fits:

@@ -236,6 +236,8 @@ def test_default_config_plans_the_full_job_set(tmp_path):
         "noisy_baseline_table": 1,
         # Table 2 (Set9, Set12, CBSD68 x sigma 25, 50), Table 4 (Set9 x 3 zeta), Table 5 (PolyU)
         "fit": (9 * 5 + 12 * 2 + 68 * 2 + 100) * 7 + (9 + 12 + 68) * 3,  # 6 DIP methods + BM3D; relabel
+        "isnas_search": 305,  # ISNAS-DIP: one search and one top-k fit job per image and noise
+        "isnas_fit": 305,
         "aggregate_fits": 1,
         "table2": 1,
         "paper_table": 4,

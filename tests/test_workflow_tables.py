@@ -19,6 +19,7 @@ CONFIG = {
         "conv_decoder": {"noise": ["gaussian25"]},
         "conv_decoder_ours": {},
         "bm3d": {},
+        "isnas_dip": {"search": {"n_samples": 3, "top_k": 2}, "noise": ["gaussian25"]},
     },
     "fit": {"iterations": 3},
 }
@@ -40,7 +41,7 @@ def test_every_table_renders(tables, name):
 
 def test_table_contents(tables):
     t2 = pd.read_csv(tables / "table2.csv")
-    assert set(t2.method) == {"ours", "conv_decoder", "conv_decoder_ours", "bm3d"}
+    assert set(t2.method) == {"ours", "conv_decoder", "conv_decoder_ours", "bm3d", "isnas_dip"}
     bm3d = t2[t2.method == "bm3d"].iloc[0]
     assert bm3d.psnr > 25 and pd.isna(bm3d.paper_psnr)  # BM3D is our extra reference row
     t4 = pd.read_csv(tables / "table4.csv")
@@ -55,3 +56,6 @@ def test_table_contents(tables):
     assert t3.loc["ours", "image_specific"] == "yes" and t3.loc["conv_decoder", "image_specific"] == "no"
     assert t3.loc["ours", "paper_restoration"] == "~6 min" and (t3.restoration_s_512 > 0).all()
     assert t3.loc["ours", "restoration_sizes"] == "512x512"  # the PolyU fit is 512x512
+    isnas = t3.loc["isnas_dip"]
+    assert isnas.image_specific == "yes" and isnas.search_s > 0 and isnas.paper_search == "5 min"
+    assert isnas.restoration_s_512 > isnas.search_s  # search + 2 candidate fits

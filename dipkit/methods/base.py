@@ -55,8 +55,10 @@ class Method:
     :ivar input_scale: the input code is ``U[0, 1) * input_scale``.
     :ivar iterations, lr, exp_weight: Adam steps, learning rate, output EMA weight.
     :ivar noise: restrict the method's fits to these noise ids (``None``: all).
-    :ivar kind: ``"dip"`` (a network fitted by :mod:`dipkit.fit`) or ``"classical"`` (a
-        non-learnt denoiser from :mod:`dipkit.classical`, ``architecture`` names it).
+    :ivar kind: ``"dip"`` (a network fitted by :mod:`dipkit.fit`), ``"classical"`` (a
+        non-learnt denoiser from :mod:`dipkit.classical`, ``architecture`` names it) or
+        ``"isnas"`` (ISNAS-DIP: an architecture search per image, then ``top_k`` fits).
+    :ivar search: settings of the ISNAS-DIP search (``n_samples``, ``top_k``, ``metric``).
     """
 
     name: str
@@ -71,7 +73,8 @@ class Method:
     lr: float = 0.01
     exp_weight: float = 0.99
     noise: tuple[str, ...] | None = None  # fit only at these noise ids (None: every one)
-    kind: str = "dip"  # "dip": a network fitted by dipkit.fit; "classical": dipkit.classical
+    kind: str = "dip"  # "dip": a network fitted by dipkit.fit; "classical": dipkit.classical; "isnas"
+    search: Mapping[str, Any] = field(default_factory=dict)  # kind "isnas": n_samples, top_k, metric
 
     def reg_noise_for(self, noise_id: str) -> float:
         """The perturbation std this method uses for a noise setting."""
@@ -95,6 +98,8 @@ class Method:
         """
         overrides = dict(overrides or {})
         allowed = {"arch_options", "reg_noise_std", "input_scale", "iterations", "lr", "exp_weight", "width", "noise"}
+        if self.kind == "isnas":
+            allowed.add("search")
         unknown = set(overrides) - allowed
         if unknown:
             raise ValueError(
@@ -102,6 +107,11 @@ class Method:
             )
         arch = dict(self.arch_options)
         arch.update(overrides.pop("arch_options", {}) or {})
+        if "search" in overrides:
+            unknown = set(overrides["search"] or {}) - set(self.search)
+            if unknown:
+                raise ValueError(f"methods.{self.name}.search: unknown keys {sorted(unknown)}; allowed: {sorted(self.search)}")
+            overrides["search"] = MappingProxyType({**self.search, **(overrides["search"] or {})})
         if overrides.get("noise") is not None:
             overrides["noise"] = tuple(overrides["noise"])
         width = overrides.pop("width", None)

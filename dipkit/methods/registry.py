@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
-from dipkit.methods import bm3d, conv_decoder, conv_decoder_ours, deep_decoder, dip, nas_dip, ours
+from dipkit.methods import bm3d, conv_decoder, conv_decoder_ours, deep_decoder, dip, isnas_dip, nas_dip, ours
 from dipkit.methods.base import Method
 
 METHODS: MappingProxyType[str, Method] = MappingProxyType(
@@ -19,6 +19,7 @@ METHODS: MappingProxyType[str, Method] = MappingProxyType(
             ours.METHOD,
             conv_decoder_ours.METHOD,
             nas_dip.METHOD,
+            isnas_dip.METHOD,
             bm3d.METHOD,
         )
     }

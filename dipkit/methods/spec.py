@@ -36,7 +36,7 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         arch["width"], width_source = None, "predicted"
     else:
         width_source = "fixed" if "width" in arch else "preset"
-    iterations = method.iterations if cfg["iterations"] is None or method.kind != "dip" else int(cfg["iterations"])
+    iterations = method.iterations if cfg["iterations"] is None or method.kind == "classical" else int(cfg["iterations"])
     return {
         "method": method.name,
         "kind": method.kind,
@@ -53,4 +53,5 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         "backtracking": bool(cfg["backtracking"]),
         "dtype": str(cfg["dtype"]),
         "deterministic": bool(cfg["deterministic"]),
+        **({"search": dict(method.search)} if method.kind == "isnas" else {}),
     }

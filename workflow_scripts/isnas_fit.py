@@ -1,0 +1,28 @@
+"""Rule isnas_fit: fit the searched top-k architectures, keep the output closest to their mean."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from dipkit.benchmark import run_isnas_select_job
+from dipkit.workflow import script_context
+
+with script_context(snakemake):
+    wc = snakemake.wildcards
+    run_isnas_select_job(
+        snakemake.input.prepared,
+        snakemake.input.noisy,
+        snakemake.input.search,
+        wc.dataset,
+        wc.image,
+        wc.noise,
+        snakemake.params.spec,
+        snakemake.params.seed,
+        snakemake.output.row,
+        snakemake.output.trajectory,
+        snakemake.output.image,
+        fit_version=snakemake.params.version,
+        device=snakemake.config["fit"]["device"],
+        threads=snakemake.threads,
+    )
