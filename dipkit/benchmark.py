@@ -230,7 +230,11 @@ def run_fit_job(
     if spec.get("kind", "dip") == "classical":
         outcome = _classical_outcome(spec, clean, noisy, noise_id)
     else:
-        outcome = _dip_outcome(*run_fit(clean, noisy, spec, seed, device, progress), spec, dataset, image, noise_id)
+        from dipkit.fit.gpu_slots import device_for_job
+
+        with device_for_job(device) as job_device:  # a distinct GPU per concurrent job
+            result = run_fit(clean, noisy, spec, seed, job_device, progress)
+        outcome = _dip_outcome(*result, spec, dataset, image, noise_id)
     noise = NoiseSpec.parse(noise_id)
     row = {
         "dataset": dataset,

@@ -80,3 +80,23 @@ def test_changing_one_method_reruns_only_its_fits(fitted, tmp_path):
     assert counts == {"fit": 2, "aggregate_fits": 1, "table2": 1, "paper_table": 1, "all": 1}  # Table 3 too
     assert "method=ours" in proc.stdout + proc.stderr
     assert "method=conv_decoder_ours" not in proc.stdout + proc.stderr
+
+
+def test_adding_a_noise_level_runs_only_the_new_fits(fitted, tmp_path):
+    work, _ = fitted
+    cfg = tmp_path / "more_noise.yaml"
+    more = {**CONFIG, "datasets": {"Set12": {"images": ["01", "02"], "gaussian": [25, 50]}}}
+    cfg.write_text(yaml.safe_dump(more, sort_keys=False))
+    proc = run_snakemake(work, "--configfile", str(cfg), "-n")
+    out = proc.stdout + proc.stderr
+    assert job_counts(out) == {
+        "add_noise": 1,
+        "score_noisy": 1,
+        "noisy_baseline_table": 1,
+        "fit": 4,  # 2 images x 2 methods at sigma 50; the sigma 25 fits stay
+        "aggregate_fits": 1,
+        "table2": 1,
+        "paper_table": 1,
+        "all": 1,
+    }
+    assert out.count("noise=gaussian50, method=") == 4 and "noise=gaussian25, method=" not in out

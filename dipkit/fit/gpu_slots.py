@@ -1,0 +1,83 @@
+"""One GPU per concurrent fit on a multi-GPU workstation.
+
+Snakemake limits how many fit jobs run at once (``--resources gpu=N``) but does not say
+*which* GPU a job should use (snakemake/snakemake#281), so every job would land on GPU 0.
+:func:`claim_gpu` gives each job a distinct GPU: it takes an exclusive ``flock`` on one lock
+file per GPU (``<lock dir>/dipkit-gpu-<id>.lock``) and holds it for the fit; the operating
+system releases it when the job ends, even if it is killed. With ``N`` GPUs and
+``--resources gpu=N`` a free GPU always exists; when none is free the job waits.
+
+Lock files are keyed by the physical GPU (the entry of ``CUDA_VISIBLE_DEVICES`` when it is
+set), so jobs that see different GPUs never block each other. The lock folder is
+``$DIPKIT_GPU_LOCK_DIR`` or the system's temporary folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _gpu_ids(n_devices: int) -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        if len(ids) >= n_devices:
+            return ids[:n_devices]
+    return [str(i) for i in range(n_devices)]
+
+
+@contextlib.contextmanager
+def claim_gpu(
+    n_devices: int, lock_dir: str | os.PathLike | None = None, poll: float = 0.5, timeout: float | None = None
+) -> Iterator[int]:
+    """Hold one of ``n_devices`` GPUs exclusively; yield its index (0-based, as torch counts).
+
+    :param n_devices: visible CUDA devices (``torch.cuda.device_count()``).
+    :param lock_dir: folder of the lock files (default ``$DIPKIT_GPU_LOCK_DIR`` or the temp dir).
+    :param poll: seconds between tries while every GPU is taken.
+    :param timeout: give up after this many seconds (``None``: wait for ever).
+    :raises TimeoutError: when no GPU became free within ``timeout``.
+    """
+    if n_devices < 1:
+        raise ValueError("claim_gpu needs at least one device")
+    folder = Path(lock_dir or os.environ.get("DIPKIT_GPU_LOCK_DIR") or tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = _gpu_ids(n_devices)
+    start = time.monotonic()
+    while True:
+        for index, gpu_id in enumerate(ids):
+            fh = open(folder / f"dipkit-gpu-{gpu_id}.lock", "a")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                continue
+            try:
+                yield index
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                fh.close()
+            return
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise TimeoutError(f"no free GPU among {n_devices} within {timeout} s (locks in {folder})")
+        time.sleep(poll)
+
+
+@contextlib.contextmanager
+def device_for_job(preference: str = "auto") -> Iterator[str]:
+    """The device string a fit job should use: with ``auto`` and several GPUs, a claimed one."""
+    if preference == "auto":
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n > 1:
+            with claim_gpu(n) as index:
+                yield f"cuda:{index}"
+            return
+    yield preference
