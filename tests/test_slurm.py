@@ -1,0 +1,163 @@
+"""The tiny workflow through a real single-node Slurm cluster on localhost (marker ``slurm``).
+
+The fixture installs Debian's ``slurmctld slurmd slurm-client munge`` when they are missing
+(root only), writes ``/etc/slurm/slurm.conf`` with one node and a fake GPU (GRES on
+``/dev/null``), starts munged, slurmctld and slurmd, and tears them down by PID, removing its
+config. Results must equal a local run's bit for bit (CPU fits, same seed, one thread).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, run_snakemake
+
+pytestmark = pytest.mark.slurm
+
+CONF = Path("/etc/slurm/slurm.conf")
+GRES = Path("/etc/slurm/gres.conf")
+CONFIG = {
+    "seed": 5,
+    "datasets": {"Set12": {"images": ["01", "02"], "gaussian": [25]}},
+    "methods": {"ours": {}},
+    "fit": {"iterations": 3},
+}
+
+
+def _install():
+    if shutil.which("slurmctld") and shutil.which("slurmd") and shutil.which("munged"):
+        return
+    if os.geteuid() != 0:
+        pytest.skip("Slurm is not installed and installing it needs root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "slurmctld", "slurmd", "slurm-client", "munge"],
+        check=True,
+        env=env,
+    )
+
+
+def _pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the test cluster runs its daemons as root")
+    _install()
+    if CONF.exists():
+        pytest.skip(f"{CONF} exists: not touching a configured Slurm")
+    state = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool", "log"):
+        (state / sub).mkdir()
+    CONF.parent.mkdir(parents=True, exist_ok=True)
+    CONF.write_text(
+        "\n".join(
+            [
+                "ClusterName=dipkitci",
+                "SlurmctldHost=localhost",
+                "SlurmUser=root",
+                "AuthType=auth/munge",
+                f"StateSaveLocation={state}/state",
+                f"SlurmdSpoolDir={state}/spool",
+                f"SlurmctldPidFile={state}/slurmctld.pid",
+                f"SlurmdPidFile={state}/slurmd.pid",
+                f"SlurmctldLogFile={state}/log/slurmctld.log",
+                f"SlurmdLogFile={state}/log/slurmd.log",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core_Memory",
+                "JobAcctGatherType=jobacct_gather/none",
+                "AccountingStorageType=accounting_storage/none",
+                "MpiDefault=none",
+                "ReturnToService=2",
+                "MinJobAge=600",
+                "GresTypes=gpu",
+                f"NodeName=localhost CPUs={os.cpu_count()} RealMemory=2000 Gres=gpu:1 State=UNKNOWN",
+                "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
+    )
+    GRES.write_text("Name=gpu File=/dev/null\n")  # a fake GPU so gpu=1 jobs are scheduled
+    key = Path("/etc/munge/munge.key")
+    if not key.exists() or key.stat().st_size == 0:
+        subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True)
+    shutil.chown(key, "munge", "munge")
+    key.chmod(0o400)
+    for d in ("/run/munge", "/var/lib/munge", "/var/log/munge"):
+        Path(d).mkdir(parents=True, exist_ok=True)
+        shutil.chown(d, "munge", "munge")
+    munge_pid = Path("/run/munge/munged.pid")
+    started_munge = _pid(munge_pid) is None
+    if started_munge:
+        subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
+    subprocess.run(["/usr/sbin/slurmctld"], check=True)
+    subprocess.run(["/usr/sbin/slurmd", "-N", "localhost"], check=True)
+    try:
+        for _ in range(60):
+            out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout.split()
+            if "idle" in out:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"the test cluster did not become idle: {(state / 'log/slurmctld.log').read_text()[-2000:]}")
+        yield state
+    finally:
+        for pidfile in (state / "slurmd.pid", state / "slurmctld.pid"):
+            pid = _pid(pidfile)
+            if pid:
+                try:
+                    os.kill(pid, 15)
+                except ProcessLookupError:
+                    pass
+        time.sleep(2)
+        if started_munge and _pid(munge_pid):
+            try:
+                os.kill(_pid(munge_pid), 15)
+            except ProcessLookupError:
+                pass
+        CONF.unlink(missing_ok=True)  # a leftover config slows every later snakemake call
+        GRES.unlink(missing_ok=True)
+
+
+def test_tiny_workflow_on_slurm_equals_a_local_run(slurm_cluster, tmp_path, mirror):
+    if not shutil.which("sbatch"):
+        pytest.fail("sbatch not found after installing Slurm")
+    config = {**CONFIG, "mirror_dir": str(mirror)}
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    for work in (local, remote):
+        work.mkdir()
+        (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run_snakemake(local, "--configfile", str(local / "config.yaml"), "--cores", "1")
+    proc = subprocess.run(
+        ["timeout", "-k", "10", "400", sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(remote),
+         "--configfile", str(remote / "config.yaml"), "--workflow-profile", str(REPO / "profiles/slurm-ci")],
+        capture_output=True,
+        text=True,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    # every non-local job went through the cluster: completed jobs stay listed (MinJobAge)
+    listing = subprocess.run(["squeue", "--states=all", "-h", "-o", "%k|%T"], capture_output=True, text=True).stdout
+    done = [line for line in listing.splitlines() if line.endswith("|COMPLETED")]
+    assert sum("rule_fit" in line for line in done) == 2, listing
+    assert any("rule_prepare_dataset" in line for line in done), listing
+    ours = pd.read_parquet(remote / "results/fits.parquet").sort_values("image").reset_index(drop=True)
+    ref = pd.read_parquet(local / "results/fits.parquet").sort_values("image").reset_index(drop=True)
+    assert ours[["image", "psnr_last", "ssim_last", "psnr_peak"]].equals(ref[["image", "psnr_last", "ssim_last", "psnr_peak"]])
