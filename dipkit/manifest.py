@@ -104,3 +104,13 @@ def scan_folder(dataset: str, folder: str | Path, channels: int) -> tuple[Datase
             DatasetFile(dataset=dataset, image=iid, role="clean", file=p.name, channels=channels, path=str(p.resolve()))
         )
     return tuple(out)
+
+
+def files_from_entries(dataset: str, entries: list[dict], paths: list[str] | None = None) -> list[DatasetFile]:
+    """Rebuild :class:`DatasetFile` records from a rule's ``files`` param.
+
+    :param entries: dicts with ``image``, ``role``, ``file``, ``channels`` (the param).
+    :param paths: for user datasets, the files on disk in the same order; ``None`` or empty
+        for built-in datasets, whose files sit in the download folder.
+    """
+    return [DatasetFile(dataset=dataset, path=paths[i] if paths else None, **e) for i, e in enumerate(entries)]

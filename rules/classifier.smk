@@ -3,7 +3,7 @@
 
 rule texture_features:
     input:
-        unpack(feature_inputs),
+        unpack(dataset_sources),
     output:
         "results/features/{dataset}.parquet",
     log:

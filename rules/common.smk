@@ -84,10 +84,14 @@ def manifest_of(wildcards):
     return [[f.file, f.sha256] for f in _download_files(wildcards.dataset)]
 
 
+def _file_entries(files):
+    """Result-defining description of dataset files (a param): no paths, no URLs."""
+    return [{"image": f.image, "role": f.role, "file": f.file, "channels": f.channels} for f in files]
+
+
 def files_of(wildcards):
     """What the prepare stage reads: one entry per file of the dataset plan."""
-    plan = DATASETS[wildcards.dataset]
-    return [{"image": f.image, "role": f.role, "file": f.file, "channels": f.channels} for f in plan.files]
+    return _file_entries(DATASETS[wildcards.dataset].files)
 
 
 def images_of(wildcards):
@@ -103,11 +107,7 @@ def feature_files_of(wildcards):
     """The clean images whose texture features are computed: a built-in dataset whole."""
     name = wildcards.dataset
     files = BUILTIN_FILES[name] if name in BUILTIN else DATASETS[name].files
-    return [
-        {"image": f.image, "role": f.role, "file": f.file, "channels": f.channels}
-        for f in files
-        if f.role == "clean"
-    ]
+    return _file_entries(f for f in files if f.role == "clean")
 
 
 def fit_spec_of(wildcards):
@@ -142,18 +142,11 @@ def experiment_config_of(wildcards):
 # --- inputs ---------------------------------------------------------------------------
 
 
-def prepare_inputs(wildcards):
+def dataset_sources(wildcards):
     """Downloaded folder of a built-in dataset, or the files of a user dataset."""
-    plan = DATASETS[wildcards.dataset]
-    if plan.builtin:
-        # ancient: downloading again (same checksums) must not rerun anything downstream
-        return {"raw": ancient(f"results/downloads/{plan.name}")}
-    return {"files": [f.path for f in plan.files]}
-
-
-def feature_inputs(wildcards):
     name = wildcards.dataset
     if name in BUILTIN:
+        # ancient: downloading again (same checksums) must not rerun anything downstream
         return {"raw": ancient(f"results/downloads/{name}")}
     return {"files": [f.path for f in DATASETS[name].files]}
 

@@ -21,7 +21,7 @@ rule download_dataset:
 
 rule prepare_dataset:
     input:
-        unpack(prepare_inputs),
+        unpack(dataset_sources),
     output:
         "results/prepared/{dataset}.npz",
     log:

@@ -6,16 +6,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from dipkit.images import prepare_dataset
-from dipkit.manifest import DatasetFile
+from dipkit.manifest import files_from_entries
 from dipkit.workflow import script_context
 
 with script_context(snakemake) as log:
     dataset = snakemake.wildcards.dataset
-    user_files = list(snakemake.input.get("files", []))
-    files = [
-        DatasetFile(dataset=dataset, path=user_files[i] if user_files else None, **entry)
-        for i, entry in enumerate(snakemake.params.files)
-    ]
+    files = files_from_entries(dataset, snakemake.params.files, list(snakemake.input.get("files", [])))
     shapes = prepare_dataset(
         files,
         snakemake.input.get("raw"),
