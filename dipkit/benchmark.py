@@ -68,7 +68,8 @@ def run_fit(
     """
     import torch
 
-    from dipkit.fit import FitSettings, fit, make_input, select_device
+    from dipkit.fit import select_device
+    from dipkit.fit.device import explain_out_of_memory
     from dipkit.models import build_model, count_parameters, validate_image_size
 
     dev = select_device(device)
@@ -81,6 +82,18 @@ def run_fit(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "init"))
         net = build_model(spec["architecture"], c, (h, w), **spec["arch_options"])
+    what = f"method {spec['method']} ({spec['architecture']}, {count_parameters(net):,} parameters) on a {w}x{h} image"
+    with explain_out_of_memory(what, dev):
+        return _run_fit_on(net, dev, dtype, clean, noisy, spec, seed, progress)
+
+
+def _run_fit_on(net, dev, dtype, clean, noisy, spec, seed, progress):
+    """:func:`run_fit` once the network is built."""
+    import torch
+
+    from dipkit.fit import FitSettings, fit, make_input
+    from dipkit.models import count_parameters
+
     net = net.to(dev, dtype)
     z = make_input(net.in_channels, net.input_size, derive_seed(seed, "input"), spec["input_scale"], dtype, dev)
 
@@ -95,6 +108,8 @@ def run_fit(
         ssim_every=spec["ssim_every"],
         backtracking=spec["backtracking"],
         deterministic=spec["deterministic"],
+        autocast=spec.get("autocast", "off"),
+        compile=spec.get("compile", "off"),
     )
     result = fit(
         net,
@@ -195,12 +210,15 @@ def run_fit_job(
     threads: int = 1,
     width_file: str | None = None,
     keep_output: bool = False,
+    fits_per_gpu: int = 1,
 ) -> dict:
     """The fit rule: fit, then write the row, the trajectory and the denoised PNG.
 
     :param width_file: for ``width_source == "predicted"``: the classifier's width for this
         image (a text file holding one integer).
     :param keep_output: also return the float output image in the row under ``_output``.
+    :param fits_per_gpu: fits sharing one GPU (config ``fit.fits_per_gpu``; picks the GPU
+        slot with several GPUs, see :mod:`dipkit.fit.gpu_slots`).
     """
     import torch
 
@@ -232,7 +250,7 @@ def run_fit_job(
     else:
         from dipkit.fit.gpu_slots import device_for_job
 
-        with device_for_job(device) as job_device:  # a distinct GPU per concurrent job
+        with device_for_job(device, fits_per_gpu) as job_device:  # a GPU slot per concurrent job
             result = run_fit(clean, noisy, spec, seed, job_device, progress)
         outcome = _dip_outcome(*result, spec, dataset, image, noise_id)
     noise = NoiseSpec.parse(noise_id)
@@ -333,7 +351,8 @@ def candidate_spec(spec: Mapping, token: str, rank: int, channels: int) -> dict:
 
 
 def run_isnas_select_job(prepared_path, noisy_path, search_json, dataset, image, noise_id, spec, config_seed,
-                         out_row, out_trajectory, out_image, *, fit_version, device="auto", threads=1):
+                         out_row, out_trajectory, out_image, *, fit_version, device="auto", threads=1,
+                         fits_per_gpu=1):
     """The *isnas_select* rule: fit the top-k candidates, keep the one closest to their mean.
 
     The result is written like any fit (row, trajectory, PNG) under the method's name;
@@ -357,7 +376,8 @@ def run_isnas_select_job(prepared_path, noisy_path, search_json, dataset, image,
             paths = [f"{tmp}/{rank}.parquet", f"{tmp}/{rank}.trajectory.parquet", f"{tmp}/{rank}.png"]
             rows.append(
                 run_fit_job(prepared_path, noisy_path, dataset, image, noise_id, cand, config_seed, *paths,
-                            fit_version=fit_version, device=device, threads=threads, keep_output=True)
+                            fit_version=fit_version, device=device, threads=threads, keep_output=True,
+                            fits_per_gpu=fits_per_gpu)
             )
             outputs.append(rows[-1].pop("_output"))
         # upstream's closest_to_average: the average is weighted by the search scores

@@ -52,3 +52,19 @@ def test_locks_follow_physical_gpus(tmp_path, monkeypatch):
 def test_cpu_jobs_need_no_lock():
     with device_for_job("cpu") as dev:
         assert dev == "cpu"
+
+
+def test_several_fits_per_gpu_spread_over_the_gpus(tmp_path, monkeypatch):
+    """With 2 slots per GPU, four fits take GPU 0, 1, 0, 1 and a fifth has to wait."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with claim_gpu(2, tmp_path, fits_per_gpu=2) as a, claim_gpu(2, tmp_path, fits_per_gpu=2) as b:
+        assert (a, b) == (0, 1)
+        with claim_gpu(2, tmp_path, fits_per_gpu=2) as c, claim_gpu(2, tmp_path, fits_per_gpu=2) as d:
+            assert (c, d) == (0, 1)
+            assert (tmp_path / "dipkit-gpu-1-slot1.lock").exists()
+            with pytest.raises(TimeoutError, match=r"2 fit\(s\) each"):
+                with claim_gpu(2, tmp_path, poll=0.05, timeout=0.2, fits_per_gpu=2):
+                    pass
+        with pytest.raises(ValueError, match="fits_per_gpu"):
+            with claim_gpu(2, tmp_path, fits_per_gpu=0):
+                pass

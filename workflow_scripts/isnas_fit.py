@@ -25,4 +25,5 @@ with script_context(snakemake):
         fit_version=snakemake.params.version,
         device=snakemake.config["fit"]["device"],
         threads=snakemake.threads,
+        fits_per_gpu=snakemake.config["fit"]["fits_per_gpu"],
     )

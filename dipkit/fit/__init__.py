@@ -39,16 +39,25 @@ still recorded in the trajectories; and a NaN output is rejected on every iterat
 including the exempt multiples of 100 (a NaN before the first snapshot raises
 :class:`FitDivergedError`). Backtracking costs one host sync per iteration.
 
+Speed (see README, *Fit speed*): no host synchronisation inside the loop, SSIM every
+``ssim_every`` iterations on the device, the glibc allocator tuned on first use
+(:func:`dipkit.fit.device.tune_host_allocator`), TF32 and ``cudnn.benchmark`` on CUDA, and
+optional bf16 autocast and ``torch.compile`` (measured, off by default).
+:func:`dipkit.fit.reference.reference_fit` is a loop that scores like the paper's code, kept
+as the yardstick of ``benchmarks/fit_speed.py`` and of the float64 fidelity test.
+
 Public API: :class:`FitSettings`, :class:`FitResult`, :class:`FitDivergedError`,
-:func:`fit`, :func:`make_input`, :func:`select_device`, :func:`describe_device`.
+:class:`FitOutOfMemoryError`, :func:`fit`, :func:`make_input`, :func:`select_device`,
+:func:`describe_device`.
 """
 
 from dipkit.fit.device import describe_device, select_device
 from dipkit.fit.engine import fit, make_input
-from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
+from dipkit.fit.settings import FitDivergedError, FitOutOfMemoryError, FitResult, FitSettings
 
 __all__ = [
     "FitDivergedError",
+    "FitOutOfMemoryError",
     "FitResult",
     "FitSettings",
     "describe_device",

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["describe_device", "select_device"]
+__all__ = ["describe_device", "explain_out_of_memory", "select_device", "tune_host_allocator"]
 
 _CUDA_RE = re.compile(r"^cuda(?::(\d+))?$")
 
@@ -49,6 +49,47 @@ def select_device(preference: str | torch.device = "auto") -> torch.device:
             f"device {preference!r} requested, but only {count} CUDA device(s) are visible"
         )
     return torch.device("cuda", index)
+
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_allocator_state: str | None = None
+
+
+def tune_host_allocator() -> str:
+    """Keep freed host memory in the process instead of returning it to the OS (glibc).
+
+    A DIP iteration allocates and frees the same large activation tensors every time. glibc
+    serves blocks above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and unmaps
+    them on free, so every iteration pays for page faults and for the kernel zeroing the
+    pages again. ``mallopt(M_MMAP_MAX, 0)`` and a 1 GiB ``M_TRIM_THRESHOLD`` make glibc
+    reuse its heap instead. On the 2-core reference machine this alone makes a CPU fit
+    1.3-2.3x faster (``benchmarks/fit_speed.py``); the arithmetic is untouched, so results
+    are bit-identical.
+
+    Process-wide and idempotent. Does nothing on non-glibc systems or when
+    ``DIPKIT_NO_ALLOCATOR_TUNING`` is set (e.g. to measure the default allocator).
+
+    :return: ``"tuned"``, ``"disabled"`` (environment) or ``"unavailable"``.
+    """
+    global _allocator_state
+    if _allocator_state is not None:
+        return _allocator_state
+    if os.environ.get("DIPKIT_NO_ALLOCATOR_TUNING"):
+        _allocator_state = "disabled"
+        return _allocator_state
+    _allocator_state = "unavailable"
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None)
+            libc.gnu_get_libc_version  # glibc only
+            if libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1:
+                _allocator_state = "tuned"
+        except (OSError, AttributeError):
+            pass
+    return _allocator_state
 
 
 def _cuda_device(device: torch.device) -> torch.device:
@@ -90,6 +131,22 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
     # Linux reports KiB, macOS bytes
     scale = 1 if sys.platform == "darwin" else 1024
     return int(rss) * scale, "process_peak_rss"
+
+
+@contextlib.contextmanager
+def explain_out_of_memory(what: str, device: torch.device | str) -> Iterator[None]:
+    """Turn ``torch.cuda.OutOfMemoryError`` into a :class:`~dipkit.fit.settings.FitOutOfMemoryError`
+    that says what was being fitted (``what``: method and image size) and what to do."""
+    from dipkit.fit.settings import FitOutOfMemoryError
+
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
+        raise FitOutOfMemoryError(
+            f"CUDA out of memory fitting {what} on {device}: {first}. Run fewer fits on this GPU "
+            f"(config fit.fits_per_gpu, --resources gpu=), crop the image, or use a larger GPU"
+        ) from None
 
 
 @contextlib.contextmanager

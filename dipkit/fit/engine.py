@@ -19,6 +19,7 @@ from dipkit.fit.device import (
     peak_memory,
     reset_peak_memory,
     synchronize,
+    tune_host_allocator,
 )
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.metrics import functional as fm
@@ -259,10 +260,13 @@ def fit(
     :return: :class:`FitResult`.
     :raises FitDivergedError: when the loss becomes non-finite (unless backtracking), or
         the final output is non-finite.
+
+    The process's glibc allocator is tuned on first use (:func:`dipkit.fit.device.tune_host_allocator`).
     """
     if not isinstance(settings, FitSettings):
         raise TypeError(f"settings must be a FitSettings, got {type(settings).__name__}")
     _check_inputs(z, noisy, clean)
+    tune_host_allocator()
     device = noisy.device
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -290,6 +294,11 @@ def _fit(
     net.train()
     params = list(net.parameters())
     optimizer = torch.optim.Adam(params, lr=s.lr)
+    forward = net if s.compile == "off" else torch.compile(net, mode=s.compile)
+    if s.autocast == "bf16":
+        amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    else:
+        amp = contextlib.nullcontext()
 
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -324,11 +333,15 @@ def _fit(
         optimizer.zero_grad(set_to_none=True)
         if std > 0:
             noise.normal_(generator=gen)
-            torch.add(z, noise, alpha=std, out=z_in)
+            torch.mul(noise, std, out=z_in)  # z + noise * std, rounded as the paper's code
+            z_in.add_(z)
             inp = z_in
         else:
             inp = z
-        out = net(inp)
+        with amp:
+            out = forward(inp)
+        if out.dtype != noisy.dtype:  # autocast
+            out = out.to(noisy.dtype)
         if i == 0 and (out.shape != noisy.shape or out.dtype != noisy.dtype):
             raise ValueError(
                 f"net output is {tuple(out.shape)} {out.dtype}, noisy image is "
@@ -381,7 +394,9 @@ def _fit(
             if watch.push(loss.detach()):
                 losses = rec[0, : i + 1].cpu().numpy()
                 first = _first_nonfinite(losses)
-                raise _diverged(first if first is not None else i + 1, n)
+                if first is None:
+                    raise _diverged(i + 1, n)
+                raise _diverged(first, n, float(losses[first - 1]))
         if accept:
             optimizer.step()
         if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
@@ -389,7 +404,8 @@ def _fit(
 
     assert out_avg is not None
     with torch.no_grad():
-        final_raw = net(z)  # clean z, BatchNorm still in train mode
+        with amp:
+            final_raw = forward(z).to(noisy.dtype)  # clean z, BatchNorm still in train mode
         final = final_raw if w == 0.0 else out_avg * w + final_raw * (1.0 - w)
     synchronize(device)
     wall = time.perf_counter() - t0

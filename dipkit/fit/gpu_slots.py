@@ -1,4 +1,4 @@
-"""One GPU per concurrent fit on a multi-GPU workstation.
+"""A GPU for each concurrent fit: one or several fits per GPU on a multi-GPU workstation.
 
 Snakemake limits how many fit jobs run at once (``--resources gpu=N``) but does not say
 *which* GPU a job should use (snakemake/snakemake#281), so every job would land on GPU 0.
@@ -6,6 +6,12 @@ Snakemake limits how many fit jobs run at once (``--resources gpu=N``) but does 
 file per GPU (``<lock dir>/dipkit-gpu-<id>.lock``) and holds it for the fit; the operating
 system releases it when the job ends, even if it is killed. With ``N`` GPUs and
 ``--resources gpu=N`` a free GPU always exists; when none is free the job waits.
+
+Small DIP networks leave a modern GPU mostly idle, so several fits may share one GPU
+(config ``fit.fits_per_gpu``, README *Fit speed*): then each GPU has that many slots, one lock
+file each (``dipkit-gpu-<id>.lock``, ``dipkit-gpu-<id>-slot<k>.lock``), filled slot by slot so
+that the fits spread evenly over the GPUs, and Snakemake's ``--resources gpu=`` should be the
+number of GPUs times ``fits_per_gpu``.
 
 Lock files are keyed by the physical GPU (the entry of ``CUDA_VISIBLE_DEVICES`` when it is
 set), so jobs that see different GPUs never block each other. The lock folder is
@@ -32,13 +38,22 @@ def _gpu_ids(n_devices: int) -> list[str]:
     return [str(i) for i in range(n_devices)]
 
 
+def _lock_name(gpu_id: str, slot: int) -> str:
+    return f"dipkit-gpu-{gpu_id}.lock" if slot == 0 else f"dipkit-gpu-{gpu_id}-slot{slot}.lock"
+
+
 @contextlib.contextmanager
 def claim_gpu(
-    n_devices: int, lock_dir: str | os.PathLike | None = None, poll: float = 0.5, timeout: float | None = None
+    n_devices: int,
+    lock_dir: str | os.PathLike | None = None,
+    poll: float = 0.5,
+    timeout: float | None = None,
+    fits_per_gpu: int = 1,
 ) -> Iterator[int]:
-    """Hold one of ``n_devices`` GPUs exclusively; yield its index (0-based, as torch counts).
+    """Hold one of ``n_devices * fits_per_gpu`` GPU slots; yield its GPU's index (0-based, as torch counts).
 
     :param n_devices: visible CUDA devices (``torch.cuda.device_count()``).
+    :param fits_per_gpu: slots per GPU; the least used GPU is taken first.
     :param lock_dir: folder of the lock files (default ``$DIPKIT_GPU_LOCK_DIR`` or the temp dir).
     :param poll: seconds between tries while every GPU is taken.
     :param timeout: give up after this many seconds (``None``: wait for ever).
@@ -46,13 +61,15 @@ def claim_gpu(
     """
     if n_devices < 1:
         raise ValueError("claim_gpu needs at least one device")
+    if fits_per_gpu < 1:
+        raise ValueError(f"fits_per_gpu must be >= 1, got {fits_per_gpu!r}")
     folder = Path(lock_dir or os.environ.get("DIPKIT_GPU_LOCK_DIR") or tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
     ids = _gpu_ids(n_devices)
     start = time.monotonic()
     while True:
-        for index, gpu_id in enumerate(ids):
-            fh = open(folder / f"dipkit-gpu-{gpu_id}.lock", "a")
+        for slot, index in ((s, i) for s in range(fits_per_gpu) for i in range(len(ids))):
+            fh = open(folder / _lock_name(ids[index], slot), "a")
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -65,19 +82,24 @@ def claim_gpu(
                 fh.close()
             return
         if timeout is not None and time.monotonic() - start > timeout:
-            raise TimeoutError(f"no free GPU among {n_devices} within {timeout} s (locks in {folder})")
+            raise TimeoutError(
+                f"no free GPU among {n_devices} ({fits_per_gpu} fit(s) each) within {timeout} s (locks in {folder})"
+            )
         time.sleep(poll)
 
 
 @contextlib.contextmanager
-def device_for_job(preference: str = "auto") -> Iterator[str]:
-    """The device string a fit job should use: with ``auto`` and several GPUs, a claimed one."""
+def device_for_job(preference: str = "auto", fits_per_gpu: int = 1) -> Iterator[str]:
+    """The device string a fit job should use: with ``auto`` and several GPUs, a claimed slot.
+
+    With one GPU no lock is needed: ``--resources gpu=`` alone caps the fits sharing it.
+    """
     if preference == "auto":
         import torch
 
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n > 1:
-            with claim_gpu(n) as index:
+            with claim_gpu(n, fits_per_gpu=fits_per_gpu) as index:
                 yield f"cuda:{index}"
             return
     yield preference

@@ -11,7 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["FitDivergedError", "FitResult", "FitSettings"]
+__all__ = ["AUTOCAST_MODES", "COMPILE_MODES", "FitDivergedError", "FitOutOfMemoryError", "FitResult", "FitSettings"]
+
+#: Values of :attr:`FitSettings.autocast`.
+AUTOCAST_MODES = ("off", "bf16")
+#: Values of :attr:`FitSettings.compile` (``"off"`` or a ``torch.compile`` mode).
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 
 def _is_int(value: object) -> bool:
@@ -28,6 +33,10 @@ class FitDivergedError(RuntimeError):
     def __init__(self, message: str, iteration: int):
         super().__init__(message)
         self.iteration = iteration
+
+
+class FitOutOfMemoryError(RuntimeError):
+    """The device ran out of memory during a fit; the message names the method and image size."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,15 @@ class FitSettings:
         ``cudnn.deterministic = True`` and ``cudnn.benchmark = False`` for this fit
         (global flags are restored afterwards).
     :ivar bool tf32: on CUDA, allow TF32 in matmul and cuDNN convolutions for this fit.
+    :ivar str autocast: ``"off"`` (default) or ``"bf16"``: run the network under
+        ``torch.autocast`` with bfloat16 (convolutions in bf16, loss and metrics in the
+        image dtype). Meant for CUDA; CPUs without native bf16 run it far slower.
+        Off by default because it moves the last-iteration PSNR by more than 0.05 dB on the
+        benchmark images (README, Fit speed).
+    :ivar str compile: ``"off"`` (default) or a ``torch.compile`` mode (``"default"``,
+        ``"reduce-overhead"`` -- which uses CUDA graphs --, ``"max-autotune-no-cudagraphs"``)
+        for the network's forward pass. Off by default: its cold start exceeds what it saves
+        in one fit (measured in ``benchmarks/fit_speed.py``).
     :ivar int backtrack_period: iterations ``i`` (0-based) with ``i % period == 0`` are
         exempt from backtracking (notebook: ``show_every = 100``).
     :ivar float backtrack_drop_db: PSNR drop that triggers backtracking (notebook: 5 dB).
@@ -73,6 +91,8 @@ class FitSettings:
     tf32: bool = True
     backtrack_period: int = 100
     backtrack_drop_db: float = 5.0
+    autocast: str = "off"
+    compile: str = "off"
 
     def __post_init__(self) -> None:
         def need(cond: bool, what: str) -> None:
@@ -92,6 +112,10 @@ class FitSettings:
              f"divergence_check_every must be an int >= 0, got {self.divergence_check_every!r}")
         need(_is_int(self.backtrack_period) and self.backtrack_period >= 1,
              f"backtrack_period must be an int >= 1, got {self.backtrack_period!r}")
+        need(self.autocast in AUTOCAST_MODES,
+             f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {self.autocast!r}")
+        need(self.compile in COMPILE_MODES,
+             f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         need(self.backtrack_drop_db > 0, f"backtrack_drop_db must be > 0, got {self.backtrack_drop_db!r}")
 
     def to_dict(self) -> dict[str, Any]:

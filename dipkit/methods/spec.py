@@ -22,6 +22,8 @@ FIT_DEFAULTS: dict[str, Any] = {
     "backtracking": False,
     "dtype": "float32",
     "deterministic": False,
+    "autocast": "off",
+    "compile": "off",
 }
 
 
@@ -53,5 +55,7 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         "backtracking": bool(cfg["backtracking"]),
         "dtype": str(cfg["dtype"]),
         "deterministic": bool(cfg["deterministic"]),
+        "autocast": str(cfg["autocast"]),
+        "compile": str(cfg["compile"]),
         **({"search": dict(method.search)} if method.kind == "isnas" else {}),
     }

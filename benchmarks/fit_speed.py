@@ -1,0 +1,437 @@
+"""Fit speed: dipkit's engine against a loop like the paper's, and fits per hour when fits share a device.
+
+Modes (each prints a Markdown table and, with ``--json``, writes the raw numbers):
+
+``per-fit``
+    For each method and image size, times :func:`dipkit.fit.reference.reference_fit` (host
+    copy plus scikit-image PSNR and SSIM every iteration, as the paper's ``fit.py``) and
+    :func:`dipkit.fit.fit` on the same network, image and seed, each in a fresh process
+    (on CUDA, one process per loop kind), after warm-up iterations. Prints seconds per
+    iteration, seconds per 3000-iteration fit (extrapolated from the measured iterations),
+    iterations per second, peak memory, the engine / reference ratio, and the share of the
+    engine's time its on-device SSIM takes at ``ssim_every``.
+``throughput``
+    Starts ``K`` fit processes of ``T`` threads each at once (layouts ``KxT``), releases them
+    together after their warm-up and reports fits per hour, relative to the first layout.
+``full``
+    One real 3000-iteration engine fit (the GPU target: Ours-64 at 512^2 in <= 30 s on an H100).
+``precision``
+    Same seed, 3000 iterations on given images: fp32 without TF32, TF32 (the default on
+    CUDA) and bf16 autocast, plus a second seed for the run-to-run spread.
+``compile``
+    Eager against ``torch.compile`` modes: cold start and steady seconds per iteration.
+
+Usage (README, Fit speed)::
+
+    python benchmarks/fit_speed.py per-fit --sizes 256 512
+    python benchmarks/fit_speed.py throughput --method ours64 --size 256 --layouts 1x2 2x1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+#: benchmark name -> (registered method, width override)
+METHODS = {
+    "dip": ("dip", None),
+    "ours32": ("ours", 32),
+    "ours64": ("ours", 64),
+    "ours128": ("ours", 128),
+    "deep_decoder": ("deep_decoder", None),
+    "conv_decoder": ("conv_decoder", None),
+    "conv_decoder_ours64": ("conv_decoder_ours", 64),
+    "nas_dip": ("nas_dip", None),
+}
+FIT_ITERATIONS = 3000
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def machine_name(device: str) -> str:
+    """The device in words: GPU name, or CPU model and core count."""
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores (torch {torch.__version__})"
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def build(bench_method: str, size: int, device: str, seed: int = 0, channels: int = 3, image=None, init_seed=None):
+    """Network, input code, noisy and clean image and fit settings of one benchmark fit.
+
+    ``seed`` draws the synthetic image and the noise; ``init_seed`` (default ``seed``) the
+    network's initialisation and input code."""
+    import numpy as np
+    import torch
+
+    from dipkit.fit import make_input
+    from dipkit.methods import get_method
+    from dipkit.models import build_model
+
+    name, width = METHODS[bench_method]
+    method = get_method(name)
+    opts = dict(method.arch_options)
+    if width is not None:
+        opts["width"] = width
+    if image is None:
+        rng = np.random.default_rng(seed)
+        yy, xx = np.mgrid[0:size, 0:size] / size
+        clean = np.stack([0.5 + 0.25 * np.sin(2 * np.pi * (k + 2) * xx) * np.cos(2 * np.pi * (k + 3) * yy)
+                          for k in range(channels)], axis=-1)
+        clean = np.clip(clean + 0.05 * rng.standard_normal(clean.shape), 0, 1)
+    else:
+        clean = image
+    size_hw = clean.shape[:2]
+    rng = np.random.default_rng(seed + 1)
+    noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1)
+    init_seed = seed if init_seed is None else init_seed
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        net = build_model(method.architecture, clean.shape[2], size_hw, **opts)
+    net = net.to(device)
+    z = make_input(net.in_channels, net.input_size, init_seed + 2, method.input_scale, device=device)
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))[None].to(device)
+
+    settings = dict(lr=method.lr, exp_weight=method.exp_weight, reg_noise_std=method.reg_noise_for("gaussian25"))
+    return net, z, t(noisy), t(clean), settings, sum(p.numel() for p in net.parameters())
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def measure_one(job: dict) -> dict:
+    """One (method, size, loop) measurement in the current process."""
+    import torch
+
+    from dipkit.fit import FitSettings, fit
+    from dipkit.fit.reference import reference_fit
+    from dipkit.metrics import functional as fm
+
+    device, loop, n, warm = job["device"], job["loop"], job["iterations"], job["warmup"]
+    torch.set_num_threads(job["threads"])
+    net, z, noisy, clean, hp, n_params = build(job["method"], job["size"], device)
+    if loop == "reference":
+        run = lambda net, k: reference_fit(net, z, noisy, clean, FitSettings(iterations=k, **hp), seed=3)  # noqa: E731
+    else:
+        settings = dict(hp, ssim_every=job["ssim_every"], autocast=job.get("autocast", "off"),
+                        compile=job.get("compile", "off"), tf32=job.get("tf32", True))
+        run = lambda net, k: fit(net, z, noisy, clean, FitSettings(iterations=k, **settings), seed=3)  # noqa: E731
+    t0 = time.perf_counter()
+    if warm:
+        run(net, warm)  # cuDNN autotuning, allocator, compile
+    cold = time.perf_counter() - t0
+    if n == 0:  # auto: about `budget_s` seconds of measurement, 3 to 50 iterations
+        n = max(3, min(50, round(job.get("budget_s", 4.0) / (cold / max(warm, 1)))))
+    r = run(net, n)
+    wall = r["wall_time_s"] if isinstance(r, dict) else r.wall_time_s
+    peak = r["peak_memory_bytes"] if isinstance(r, dict) else r.peak_memory_bytes
+    out = {**job, "iterations": n, "params": n_params, "s_per_it": wall / n, "peak_bytes": int(peak), "warmup_s": cold}
+    if loop == "engine":
+        out["psnr_last"] = r.psnr_last
+        # cost of one on-device SSIM call, for the ssim_every share
+        x = clean.clone()
+        for _ in range(3):
+            fm.ssim(x, clean, 1.0)
+        _sync(device)
+        reps = 10
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fm.ssim(x, clean, 1.0)
+        _sync(device)
+        out["ssim_call_s"] = (time.perf_counter() - t0) / reps
+    return out
+
+
+def worker_main(jobs_json: str) -> None:
+    for job in json.loads(jobs_json):
+        print(json.dumps(measure_one(job)), flush=True)
+
+
+def throughput_worker(job_json: str) -> None:
+    """Build and warm up, say ready; then for each ``go T`` on stdin fit with T threads and
+    report the fit's start and end (CLOCK_MONOTONIC, comparable across processes)."""
+    import torch
+
+    from dipkit.fit import FitSettings, fit
+
+    job = json.loads(job_json)
+    net, z, noisy, clean, hp, _ = build(job["method"], job["size"], job["device"], seed=job["index"])
+    settings = FitSettings(iterations=job["iterations"], **hp)
+    fit(net, z, noisy, clean, FitSettings(iterations=job["warmup"], **hp), seed=1)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if not line.startswith("go"):
+            break
+        torch.set_num_threads(int(line.split()[1]))
+        start = time.monotonic()
+        r = fit(net, z, noisy, clean, settings, seed=2)
+        print(json.dumps({"wall": r.wall_time_s, "start": start, "end": time.monotonic()}), flush=True)
+
+
+def _spawn(args: list[str], env_extra: dict | None = None, **kw) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(env_extra or {})
+    return subprocess.Popen([sys.executable, __file__, *args], env=env, text=True, **kw)
+
+
+def run_jobs(jobs: list[dict]) -> list[dict]:
+    proc = _spawn(["_worker", json.dumps(jobs)], stdout=subprocess.PIPE)
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker failed (exit {proc.returncode}) on {[j['method'] for j in jobs]}")
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def _mib(b: int) -> str:
+    return f"{b / 2**20:,.0f}"
+
+
+def mode_per_fit(args, device: str) -> list[dict]:
+    cuda = device.startswith("cuda")
+    threads = args.threads or (1 if cuda else os.cpu_count())
+    jobs = []
+    for size in args.sizes:
+        for m in args.methods:
+            for loop, n in (("reference", args.ref_iterations), ("engine", args.iterations)):
+                jobs.append(dict(method=m, size=size, loop=loop, iterations=n, warmup=args.warmup,
+                                 device=device, threads=threads, ssim_every=args.ssim_every))
+    results = []
+    for _ in range(args.rounds):  # alternate the loops; the fastest round is reported
+        if cuda:  # CUDA peaks are reset per measurement: one process per loop kind
+            for loop in ("reference", "engine"):
+                results += run_jobs([j for j in jobs if j["loop"] == loop])
+        else:  # CPU peak RSS is per process: one process per measurement
+            for j in jobs:
+                results += run_jobs([j])
+                print(f"  {j['method']} {j['size']} {j['loop']}: {results[-1]['s_per_it']:.4f} s/it", file=sys.stderr)
+    by = {}
+    for r in results:
+        by.setdefault((r["method"], r["size"], r["loop"]), []).append(r)
+    # the minimum over rounds: other load on the machine only ever adds time
+    by = {k: dict(v[0], s_per_it=min(x["s_per_it"] for x in v),
+                  peak_bytes=max(x["peak_bytes"] for x in v)) for k, v in by.items()}
+    print(f"\nDevice: {machine_name(device)}; {threads} thread(s) per fit; {_dt.date.today()}")
+    def its(n):
+        return str(n) if n else "3-50 (about 4 s)"
+
+    print(f"Reference: {its(args.ref_iterations)} iterations, engine: {its(args.iterations)}, after {args.warmup} "
+          f"warm-up; fastest of {args.rounds} alternating round(s); s/fit = s/it x {FIT_ITERATIONS}.\n")
+    print("| method | size | params | reference s/it | dipkit s/it | reference s/fit | dipkit s/fit | dipkit it/s "
+          "| speed-up | peak MiB ref / dipkit | SSIM share (every {}) |".format(args.ssim_every))
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for size in args.sizes:
+        for m in args.methods:
+            ref, eng = by[(m, size, "reference")], by[(m, size, "engine")]
+            ratio = ref["s_per_it"] / eng["s_per_it"]
+            share = eng["ssim_call_s"] / (args.ssim_every * eng["s_per_it"])
+            rows.append(dict(method=m, size=size, params=eng["params"], ref_s_per_it=ref["s_per_it"],
+                             engine_s_per_it=eng["s_per_it"], speedup=ratio, ssim_share=share,
+                             ref_peak=ref["peak_bytes"], engine_peak=eng["peak_bytes"]))
+            print(f"| {m} | {size}² | {eng['params']:,} | {ref['s_per_it']:.4f} | {eng['s_per_it']:.4f} "
+                  f"| {ref['s_per_it'] * FIT_ITERATIONS:,.0f} | {eng['s_per_it'] * FIT_ITERATIONS:,.1f} "
+                  f"| {1 / eng['s_per_it']:,.1f} | {ratio:.2f}× | {_mib(ref['peak_bytes'])} / {_mib(eng['peak_bytes'])} "
+                  f"| {100 * share:.2f} % |")
+    return rows
+
+
+def mode_throughput(args, device: str) -> list[dict]:
+    cuda = device.startswith("cuda")
+    layouts = args.layouts or (["1x1", "2x1", "4x1", "8x1"] if cuda else [f"1x{os.cpu_count()}", f"{os.cpu_count()}x1"])
+    shapes = [tuple(int(v) for v in layout.split("x")) for layout in layouts]
+    procs = []
+    for index in range(max(k for k, _ in shapes)):  # started once, reused by every layout
+        job = dict(method=args.method, size=args.size, device=device, index=index,
+                   iterations=args.iterations, warmup=args.warmup)
+        procs.append(_spawn(["_throughput", json.dumps(job)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env_extra={"OMP_NUM_THREADS": "1"}))
+    rows = []
+    try:
+        for p in procs:
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("a throughput worker failed to start")
+        for layout, (k, t) in zip(layouts, shapes):
+            for p in procs[:k]:
+                p.stdin.write(f"go {t}\n")
+                p.stdin.flush()
+            reports = [json.loads(p.stdout.readline()) for p in procs[:k]]
+            # from the first fit's start to the last fit's end
+            wall = max(r["end"] for r in reports) - min(r["start"] for r in reports)
+            per_hour = k * 3600.0 / (wall * FIT_ITERATIONS / args.iterations)
+            rows.append(dict(layout=layout, processes=k, threads=t, wall_s=wall, fits_per_hour=per_hour,
+                             mean_fit_s=statistics.mean(r["wall"] for r in reports) * FIT_ITERATIONS / args.iterations))
+            print(f"  {layout}: {per_hour:.1f} fits/h", file=sys.stderr)
+    finally:
+        for p in procs:
+            try:
+                p.stdin.write("exit\n")
+                p.stdin.close()
+            except OSError:
+                pass
+            p.wait(timeout=60)
+    base = rows[0]["fits_per_hour"]
+    print(f"\nDevice: {machine_name(device)}; {args.method} at {args.size}², {args.iterations} iterations per fit "
+          f"(fits/h extrapolated to {FIT_ITERATIONS}); {_dt.date.today()}\n")
+    print("| processes x threads | fits per hour | vs first layout | one fit takes (s) |")
+    print("|---|---|---|---|")
+    for r in rows:
+        r["ratio"] = r["fits_per_hour"] / base
+        print(f"| {r['layout']} | {r['fits_per_hour']:,.0f} | {r['ratio']:.2f}× | {r['mean_fit_s']:,.0f} |")
+    return rows
+
+
+def mode_full(args, device: str) -> list[dict]:
+    rows = []
+    for m in args.methods:
+        job = dict(method=m, size=args.size, loop="engine", iterations=FIT_ITERATIONS, warmup=args.warmup,
+                   device=device, threads=args.threads or 1, ssim_every=args.ssim_every)
+        r = run_jobs([job])[0]
+        rows.append(r)
+        print(f"| {m} | {args.size}² | {FIT_ITERATIONS} iterations | {r['s_per_it'] * FIT_ITERATIONS:.1f} s "
+              f"| {machine_name(device)} |")
+    return rows
+
+
+def _load_image(path: str):
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(path), dtype=np.float64) / 255.0
+    img = img[:, :, None] if img.ndim == 2 else img[:, :, :3]
+    h, w = (s - s % 32 for s in img.shape[:2])
+    return img[:h, :w]
+
+
+def mode_precision(args, device: str) -> list[dict]:
+    import torch
+
+    from dipkit.fit import FitSettings, fit
+
+    variants = [("fp32", dict(tf32=False), 3), ("tf32", dict(tf32=True), 3),
+                ("bf16", dict(tf32=True, autocast="bf16"), 3), ("tf32, other init and seed", dict(tf32=True), 4)]
+    rows = []
+    print(f"\nDevice: {machine_name(device)}; {args.method}, sigma 25, {args.iterations} iterations; {_dt.date.today()}\n")
+    print("| image | variant | PSNR last (dB) | vs fp32 (dB) | s/fit |")
+    print("|---|---|---|---|---|")
+    for path in args.images:
+        img = _load_image(path)
+        ref = None
+        for label, kw, seed in variants:
+            net, z, noisy, clean, hp, _ = build(args.method, 0, device, seed=0, image=img, init_seed=seed)
+            r = fit(net, z, noisy, clean, FitSettings(iterations=args.iterations, **hp, **kw), seed=seed)
+            ref = r.psnr_last if ref is None else ref
+            rows.append(dict(image=Path(path).name, variant=label, psnr_last=r.psnr_last, delta=r.psnr_last - ref,
+                             wall_s=r.wall_time_s))
+            print(f"| {Path(path).name} | {label} | {r.psnr_last:.3f} | {r.psnr_last - ref:+.3f} | {r.wall_time_s:.1f} |",
+                  flush=True)
+            del net
+            torch.cuda.empty_cache() if device.startswith("cuda") else None
+    return rows
+
+
+def mode_compile(args, device: str) -> list[dict]:
+    rows = []
+    print(f"\nDevice: {machine_name(device)}; {args.method} at {args.size}²; {_dt.date.today()}\n")
+    print("| forward | cold start (s, first fit of {} it) | steady s/it | vs eager |".format(args.warmup))
+    print("|---|---|---|---|")
+    base = None
+    for mode in ["off", *args.modes]:
+        job = dict(method=args.method, size=args.size, loop="engine", iterations=args.iterations, warmup=args.warmup,
+                   device=device, threads=args.threads or 1, ssim_every=args.ssim_every, compile=mode)
+        try:
+            r = run_jobs([job])[0]
+        except RuntimeError as err:
+            print(f"| {mode} | failed: {err} | | |")
+            continue
+        base = r["s_per_it"] if base is None else base
+        rows.append(dict(mode=mode, warmup_s=r["warmup_s"], s_per_it=r["s_per_it"], speedup=base / r["s_per_it"]))
+        print(f"| {'eager' if mode == 'off' else 'compile ' + mode} | {r['warmup_s']:.1f} | {r['s_per_it']:.5f} "
+              f"| {base / r['s_per_it']:.2f}× |", flush=True)
+    return rows
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "_worker":
+        return worker_main(sys.argv[2])
+    if len(sys.argv) > 2 and sys.argv[1] == "_throughput":
+        return throughput_worker(sys.argv[2])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("mode", choices=["per-fit", "throughput", "full", "precision", "compile"])
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--method", default="ours64", choices=list(METHODS), help="throughput/precision/compile")
+    p.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
+    p.add_argument("--size", type=int, default=256, help="throughput/full/compile image size")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="measured engine iterations (per-fit: CUDA 200, CPU 0 = about 4 s worth)")
+    p.add_argument("--ref-iterations", type=int, default=None, help="measured reference iterations (CUDA 20, CPU 0)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="threads per fit (default: CPU all cores, CUDA 1)")
+    p.add_argument("--ssim-every", type=int, default=100)
+    p.add_argument("--rounds", type=int, default=None, help="per-fit: alternating rounds, the fastest is reported (CPU 3, CUDA 1)")
+    p.add_argument("--layouts", nargs="+", default=None, help="throughput: KxT = K processes of T threads")
+    p.add_argument("--images", nargs="+", default=[], help="precision: image files")
+    p.add_argument("--modes", nargs="+", default=["default", "reduce-overhead"], help="compile modes")
+    p.add_argument("--json", default=None, help="also write the rows here")
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    cuda = device.startswith("cuda")
+    if args.iterations is None:
+        args.iterations = {"per-fit": 200 if cuda else 0, "throughput": 500 if cuda else 8,
+                           "precision": FIT_ITERATIONS, "compile": 300, "full": FIT_ITERATIONS}[args.mode]
+    args.ref_iterations = args.ref_iterations if args.ref_iterations is not None else (20 if cuda else 0)
+    args.rounds = args.rounds or (1 if cuda else 3)
+    args.warmup = args.warmup if args.warmup is not None else (20 if cuda else 2)
+    if args.mode == "precision" and not args.images:
+        p.error("precision needs --images")
+    rows = {"per-fit": mode_per_fit, "throughput": mode_throughput, "full": mode_full,
+            "precision": mode_precision, "compile": mode_compile}[args.mode](args, device)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"mode": args.mode, "device": machine_name(device),
+                                               "date": str(_dt.date.today()), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
