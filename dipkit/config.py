@@ -66,10 +66,13 @@ def plan_methods(config: dict) -> dict:
     """``{name: Method}`` for the ``methods`` section, with its overrides applied."""
     from dipkit.methods import get_method
 
+    from dipkit.catalog import check_options
+
     out = {}
     for name, overrides in (config.get("methods") or {}).items():
         try:
             out[name] = get_method(name, overrides or {})
+            check_options(f"methods.{name}", out[name].architecture, out[name].arch_options)
         except ValueError as err:
             raise ConfigError(str(err)) from None
     for name, overrides in relabel_methods(config).items():
@@ -79,6 +82,37 @@ def plan_methods(config: dict) -> dict:
             except ValueError as err:
                 raise ConfigError(f"config key relabel: {err}") from None
     return out
+
+
+def check_image_sizes(config: dict, plans: dict[str, DatasetPlan], methods: dict) -> None:
+    """Fail when a method's network cannot take a built-in dataset's images (after the crop
+    to ``crop_multiple``): encoder-decoders need sides that are multiples of ``2**levels``.
+
+    User datasets are checked when their images are read (the fit job names the file)."""
+    from dipkit.catalog import size_rule
+    from dipkit.manifest import builtin_sizes
+
+    crop = int(config.get("crop_multiple", 32))
+    sizes = builtin_sizes()
+    for dname, plan in plans.items():
+        if not plan.builtin:
+            continue
+        for mname in plan.methods:
+            m = methods.get(mname)
+            rule = m and size_rule(m.architecture, m.arch_options)
+            if not rule:
+                continue
+            multiple, smallest = rule
+            for image in plan.images:
+                w, h = sizes[(dname, image)]
+                w, h = w - w % crop, h - h % crop
+                if w % multiple or h % multiple or min(w, h) < smallest:
+                    raise ConfigError(
+                        f"config key methods.{mname}: its {m.architecture} network downsamples by {multiple}, "
+                        f"so image sides must be multiples of {multiple} and at least {smallest} px, but "
+                        f"{dname} image {image} is {w}x{h} after cropping to multiples of {crop}; lower "
+                        f"arch_options.levels or leave the method out of datasets.{dname}.methods"
+                    )
 
 
 def relabel_methods(config: dict) -> dict[str, dict]:

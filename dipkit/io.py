@@ -9,6 +9,7 @@ timestamps, so the same arrays always give the same bytes.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -26,13 +27,20 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     On any exception the temporary file (or directory) is removed and the exception
-    propagates; ``path`` itself is never touched in that case.
+    propagates; ``path`` itself is never touched in that case. A process killed outright
+    (SIGKILL, power loss) cannot clean up: its ``.<name>.*.partial`` leftovers are removed
+    the next time ``path`` is written (one job writes a given output at a time).
 
     :param path: final destination.
     :param directory: create and yield a temporary *directory* instead of a file name.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.*.partial"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     else:

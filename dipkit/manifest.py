@@ -62,6 +62,17 @@ def builtin_files() -> tuple[DatasetFile, ...]:
     )
 
 
+@lru_cache(maxsize=None)
+def builtin_sizes() -> dict[tuple[str, str], tuple[int, int]]:
+    """``{(dataset, image): (width, height)}`` of the built-in clean images, before cropping."""
+    with open(MANIFEST_PATH, newline="", encoding="utf-8") as fh:
+        return {
+            (r["dataset"], r["image"]): (int(r["width"]), int(r["height"]))
+            for r in csv.DictReader(fh, delimiter="\t")
+            if r["role"] == "clean"
+        }
+
+
 def builtin_datasets() -> dict[str, tuple[DatasetFile, ...]]:
     """Map each built-in dataset name to its files."""
     out: dict[str, list[DatasetFile]] = {}
@@ -75,35 +86,53 @@ def image_id(stem: str) -> str:
     return re.sub(r"[^A-Za-z0-9_+-]", "_", stem)
 
 
-def scan_folder(dataset: str, folder: str | Path, channels: int) -> tuple[DatasetFile, ...]:
-    """List the images of a user dataset folder (non-recursive, sorted by name).
-
-    :raises ValueError: when the folder does not exist, holds no image, or two files map
-        to the same image id; the message names the config key ``datasets.<name>.path``.
-    """
-    key = f"datasets.{dataset}.path"
-    root = Path(folder)
-    if not root.is_dir():
-        raise ValueError(f"config key {key}: folder {str(root)!r} does not exist")
+def _scan_images(dataset: str, root: Path, key: str, channels: int, role: str) -> dict[str, DatasetFile]:
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(
             f"config key {key}: folder {str(root)!r} holds no image "
             f"(expected files ending in {', '.join(IMAGE_SUFFIXES)})"
         )
-    seen: dict[str, Path] = {}
-    out = []
+    seen: dict[str, DatasetFile] = {}
     for p in files:
         iid = image_id(p.stem)
         if not re.fullmatch(IMAGE_ID_PATTERN, iid):
             raise ValueError(f"{p}: cannot derive an image id from the file name (got {iid!r})")
         if iid in seen:
-            raise ValueError(f"{key}: files {seen[iid].name!r} and {p.name!r} map to the same image id {iid!r}")
-        seen[iid] = p
-        out.append(
-            DatasetFile(dataset=dataset, image=iid, role="clean", file=p.name, channels=channels, path=str(p.resolve()))
+            raise ValueError(f"{key}: files {seen[iid].file!r} and {p.name!r} map to the same image id {iid!r}")
+        seen[iid] = DatasetFile(
+            dataset=dataset, image=iid, role=role, file=p.name, channels=channels, path=str(p.resolve())
         )
-    return tuple(out)
+    return seen
+
+
+def scan_folder(dataset: str, folder: str | Path, channels: int) -> tuple[DatasetFile, ...]:
+    """List the images of a user dataset folder (non-recursive, sorted by name).
+
+    A folder with subfolders ``clean/`` and ``noisy/`` is a real-noise dataset like PolyU:
+    files are paired by image id (the file name without extension), and every file needs
+    its pair.
+
+    :raises ValueError: when the folder does not exist, holds no image, two files map to the
+        same image id, or a real-noise file has no pair; the message names the config key
+        ``datasets.<name>.path`` or the file.
+    """
+    key = f"datasets.{dataset}.path"
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"config key {key}: folder {str(root)!r} does not exist")
+    if (root / "clean").is_dir() and (root / "noisy").is_dir():
+        clean = _scan_images(dataset, root / "clean", key, channels, "clean")
+        noisy = _scan_images(dataset, root / "noisy", key, channels, "noisy")
+        for have, other, name in ((clean, noisy, "noisy"), (noisy, clean, "clean")):
+            for iid, f in have.items():
+                if iid not in other:
+                    raise ValueError(
+                        f"{f.path}: no {name} image pairs with it in {root / name} "
+                        f"(real-noise folders pair clean/ and noisy/ files by name)"
+                    )
+        return tuple(f for iid in clean for f in (clean[iid], noisy[iid]))
+    return tuple(_scan_images(dataset, root, key, channels, "clean").values())
 
 
 def files_from_entries(dataset: str, entries: list[dict], paths: list[str] | None = None) -> list[DatasetFile]:

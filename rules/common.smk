@@ -13,6 +13,7 @@ sys.path.insert(0, workflow.basedir)
 from dipkit._versions import STAGE_VERSIONS
 from dipkit.config import (
     ConfigError,
+    check_image_sizes,
     plan_datasets,
     plan_experiments,
     plan_methods,
@@ -29,6 +30,7 @@ try:
     METHODS = plan_methods(config)
     DATASETS = plan_datasets(config)
     EXPERIMENTS = plan_experiments(config, DATASETS)
+    check_image_sizes(config, DATASETS, METHODS)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 

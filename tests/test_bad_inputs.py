@@ -1,0 +1,332 @@
+"""Issue 9: every bad input and fault ends in a clear message, with nothing half-written and
+no finished result lost. Each case here is a row of the README table *Bad input and
+failures*; ``test_readme_table_lists_every_case`` keeps the two in step.
+
+Config cases run the real ``snakemake -n`` (they must fail before any job); data and fit
+cases run the real workflow on a small user folder.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import REPO, run_snakemake, synthetic_image
+
+SET9 = {"Set9": {"images": ["image_House256rgb"], "gaussian": [25]}}
+
+#: id -> (config, fragments the output must contain)
+CONFIG_CASES = {
+    "unknown-top-level-key": ({"sed": 1, "datasets": SET9}, ["Additional properties are not allowed ('sed' was unexpected)"]),
+    "unknown-dataset": ({"datasets": {"Set99": {"gaussian": [25]}}},
+                        ["config key datasets.Set99: unknown dataset; built-in datasets are Set9, Set12, CBSD68, PolyU"]),
+    "unknown-method": ({"datasets": SET9, "methods": {"hourglas": {}}},
+                       ["config key methods.hourglas: unknown method; registered: dip, deep_decoder"]),
+    "unknown-experiment": ({"datasets": SET9, "experiments": {"spectral": {}}},
+                           ["config key experiments.spectral: unknown experiment; known: spectral_density"]),
+    "sigma-zero": ({"datasets": {"Set9": {"gaussian": [0]}}},
+                   ["0 is less than or equal to the minimum of 0", "['datasets']['Set9']['gaussian'][0]"]),
+    "zeta-negative": ({"datasets": {"Set9": {"poisson": [-0.1]}}},
+                      ["-0.1 is less than or equal to the minimum of 0", "['datasets']['Set9']['poisson'][0]"]),
+    "iterations-zero": ({"datasets": SET9, "fit": {"iterations": 0}},
+                        ["0 is less than the minimum of 1", "['fit']['iterations']"]),
+    "method-iterations-negative": ({"datasets": SET9, "methods": {"dip": {"iterations": -5}}},
+                                   ["-5 is less than the minimum of 1", "['methods']['dip']['iterations']"]),
+    "width-zero": ({"datasets": SET9, "methods": {"ours": {"width": 0}}},
+                   ["0 is not valid under any of the given schemas", "['methods']['ours']['width']"]),
+    "unknown-arch-option": ({"datasets": SET9, "methods": {"ours": {"arch_options": {"levles": 3}}}},
+                            ["config key methods.ours.arch_options: unknown option(s) 'levles' for architecture 'hourglass'"]),
+    "levels-too-deep": ({"datasets": {"CBSD68": {"gaussian": [25], "max_images": 2}},
+                         "methods": {"ours": {"arch_options": {"levels": 6}}}},
+                        ["config key methods.ours: its hourglass network downsamples by 64", "after cropping to multiples of 32"]),
+    "bad-device": ({"datasets": SET9, "fit": {"device": "gpu"}}, ["'gpu' does not match", "['fit']['device']"]),
+    "unknown-image": ({"datasets": {"Set9": {"images": ["house"], "gaussian": [25]}}},
+                      ["config key datasets.Set9.images: unknown image ids ['house']"]),
+    "real-noise-without-pairs": ({"datasets": {"Set9": {"real": True}}},
+                                 ["config key datasets.Set9.real: dataset 'Set9' has no real noisy images"]),
+    "method-not-configured": ({"datasets": {"Set9": {"gaussian": [25], "methods": ["bm3d"]}}, "methods": {"ours": {}}},
+                              ["config key datasets.Set9.methods: ['bm3d'] not among the configured methods"]),
+    "custom-folder-missing": ({"datasets": {"mine": {"path": "/nonexistent/photos", "gaussian": [25]}}},
+                              ["config key datasets.mine.path: folder '/nonexistent/photos' does not exist"]),
+}
+
+
+def _write_config(work: Path, config: dict) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    return cfg
+
+
+@pytest.mark.parametrize("case", list(CONFIG_CASES))
+def test_bad_config_fails_before_any_job(case, tmp_path):
+    config, fragments = CONFIG_CASES[case]
+    cfg = _write_config(tmp_path, config)
+    proc = run_snakemake(tmp_path, "--configfile", str(cfg), "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    for fragment in fragments:
+        assert fragment in out, f"{fragment!r} not in:\n{out[-3000:]}"
+    assert not (tmp_path / "results").exists()
+
+
+def test_empty_custom_folder_fails_before_any_job(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "notes.txt").write_text("no images here")
+    cfg = _write_config(tmp_path / "work", {"datasets": {"mine": {"path": str(tmp_path / "photos"), "gaussian": [25]}}})
+    proc = run_snakemake(tmp_path / "work", "--configfile", str(cfg), "-n", check=False)
+    assert proc.returncode != 0
+    assert f"config key datasets.mine.path: folder '{tmp_path / 'photos'}' holds no image" in proc.stdout + proc.stderr
+
+
+def test_unpaired_real_noise_file_is_named_before_any_job(tmp_path):
+    folder = tmp_path / "pairs"
+    for sub, names in (("clean", ["a", "b"]), ("noisy", ["a"])):
+        (folder / sub).mkdir(parents=True)
+        for n in names:
+            _save(folder / sub / f"{n}.png", synthetic_image(64, 64, 3, seed=1))
+    cfg = _write_config(tmp_path / "work", {"datasets": {"mine": {"path": str(folder), "real": True}}})
+    proc = run_snakemake(tmp_path / "work", "--configfile", str(cfg), "-n", check=False)
+    assert proc.returncode != 0
+    assert f"{(folder / 'clean' / 'b.png').resolve()}: no noisy image pairs with it" in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _save(path: Path, img: np.ndarray) -> None:
+    arr = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
+
+
+def _leftovers(results: Path) -> list[Path]:
+    """Temporary or partial files anywhere under results/ (Snakemake's own
+    ``.snakemake_timestamp`` marker of directory outputs aside)."""
+    return [p for p in results.rglob("*")
+            if (p.name.startswith(".") or p.name.endswith(".partial")) and p.name != ".snakemake_timestamp"]
+
+
+def _bad_folder(tmp_path: Path, case: str) -> tuple[Path, Path, int]:
+    """A user folder with one good image and one bad file; (folder, bad file, channels)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _save(folder / "good.png", synthetic_image(64, 64, 3, seed=0))
+    bad = folder / "bad.png"
+    channels = 3
+    if case == "truncated-image":
+        _save(bad, synthetic_image(64, 64, 3, seed=1))
+        bad.write_bytes(bad.read_bytes()[:300])
+    elif case == "not-an-image":
+        bad.write_text("this is not a PNG")
+    elif case == "grayscale-in-rgb-set":
+        _save(bad, synthetic_image(64, 64, 1, seed=1))
+    elif case == "rgb-in-grayscale-set":
+        (folder / "good.png").unlink()
+        _save(folder / "good.png", synthetic_image(64, 64, 1, seed=0))
+        _save(bad, synthetic_image(64, 64, 3, seed=1))
+        channels = 1
+    elif case == "image-smaller-than-crop":
+        _save(bad, synthetic_image(20, 24, 3, seed=1))
+    return folder, bad, channels
+
+
+DATA_CASES = {
+    "truncated-image": "not a readable image",
+    "not-an-image": "not a readable image (cannot identify image file",
+    "grayscale-in-rgb-set": "image is grayscale but its dataset is RGB",
+    "rgb-in-grayscale-set": "image is RGB but its dataset is grayscale",
+    "image-smaller-than-crop": "image of 24x20 pixels is smaller than the crop multiple 32",
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_bad_image_file_is_named_and_nothing_is_half_written(case, tmp_path):
+    folder, bad, channels = _bad_folder(tmp_path, case)
+    work = tmp_path / "work"
+    entry = {"path": str(folder), "gaussian": [25], **({"channels": 1} if channels == 1 else {})}
+    cfg = _write_config(work, {"datasets": {"mine": entry}, "methods": {"ours": {"width": 8}}})
+    proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{bad.resolve()}: {DATA_CASES[case]}" in out, out[-3000:]
+    assert not (work / "results/prepared/mine.npz").exists()
+    assert _leftovers(work / "results") == []
+
+
+def test_image_too_small_for_the_network_names_method_and_size(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _save(folder / "tiny.png", synthetic_image(32, 32, 3, seed=0))
+    work = tmp_path / "work"
+    cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}},
+                               "methods": {"dip": {"iterations": 2}}})
+    proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "method dip (architecture dip), image 32x32: image size 32x32" in out, out[-3000:]
+    assert not list((work / "results").glob("fits/**/*.parquet"))
+    assert (work / "results/prepared/mine.npz").exists()  # finished upstream results are kept
+    assert _leftovers(work / "results") == []
+
+
+def test_http_timeout_is_named(tmp_path):
+    """A server that accepts the connection and never answers: the download times out."""
+    import socket
+    import threading
+
+    from dipkit.download import DownloadError, fetch_file
+    from dipkit.manifest import builtin_datasets
+
+    house = next(f for f in builtin_datasets()["Set9"] if f.image == "image_House256rgb")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    held = []
+    threading.Thread(target=lambda: held.append(srv.accept()), daemon=True).start()
+    try:
+        with pytest.raises(DownloadError, match=r"Set9/image_House256rgb.png from .* failed after 1 attempt\(s\): .*timed out"):
+            fetch_file(house, tmp_path / "x.png", mirror_url=f"http://127.0.0.1:{srv.getsockname()[1]}",
+                       timeout=1, attempts=1, backoff=0)
+    finally:
+        srv.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- fits
+
+
+def test_diverging_fit_names_the_iteration_and_writes_nothing(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _save(folder / "a.png", synthetic_image(64, 64, 3, seed=0))
+    work = tmp_path / "work"
+    cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}},
+                               "methods": {"ours": {"width": 8, "lr": 1.0e20, "iterations": 5}}})
+    proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(r"FitDivergedError: fit diverged: the loss is not finite \(nan\) at iteration \d of 5", out), out[-3000:]
+    assert not [p for p in (work / "results").glob("fits/**/*") if p.is_file()]
+    assert _leftovers(work / "results") == []
+
+
+def test_cuda_out_of_memory_names_method_and_image_size():
+    """Fault injection: the allocator's real exception type, raised inside the fit's guard."""
+    from dipkit.fit import FitOutOfMemoryError
+    from dipkit.fit.device import explain_out_of_memory
+
+    what = "method ours (hourglass, 921,475 parameters) on a 512x768 image"
+    with pytest.raises(FitOutOfMemoryError) as err:
+        with explain_out_of_memory(what, "cuda:0"):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+    msg = str(err.value)
+    assert msg.startswith(f"CUDA out of memory fitting {what} on cuda:0: CUDA out of memory. Tried to allocate 2.00 GiB.")
+    assert "fit.fits_per_gpu" in msg and "more detail" not in msg
+
+
+def test_stale_partial_files_are_removed_on_the_next_write(tmp_path):
+    from dipkit.io import atomic_path
+
+    target = tmp_path / "row.parquet"
+    stale = tmp_path / ".row.parquet.abc123.partial"
+    stale.write_bytes(b"half")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and not stale.exists()
+
+
+KILL_CONFIG = {
+    "seed": 3,
+    "datasets": {"Set9": {"images": ["image_House256rgb"], "gaussian": [25]}},
+    "methods": {"ours": {"width": 8}, "deep_decoder": {}},
+    "fit": {"iterations": 60},
+}
+
+#: columns that measure the run, not its result
+_RUN_COLUMNS = ["wall_time_s", "seconds_per_iteration", "peak_memory_bytes", "search_s"]
+
+
+def _kill_config(mirror: Path) -> dict:
+    return {**KILL_CONFIG, "mirror_dir": str(mirror)}
+
+
+def test_sigkill_then_rerun_incomplete_gives_the_same_rows(tmp_path, mirror):
+    """Kill the whole workflow (snakemake and its jobs) with SIGKILL while a fit runs, at a
+    seeded random moment; ``--unlock`` and ``--rerun-incomplete`` then finish it, and the
+    rows equal those of an uninterrupted run (except the run-time columns)."""
+    ref = tmp_path / "ref"
+    cfg = _write_config(ref, _kill_config(mirror))
+    run_snakemake(ref, "--configfile", str(cfg), "--cores", "1")
+
+    work = tmp_path / "work"
+    cfg = _write_config(work, _kill_config(mirror))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
+           "--configfile", str(cfg), "--cores", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        logs = work / "results/logs/fit"
+        while not (logs.exists() and any("iteration" in p.read_text() for p in logs.rglob("*.log"))):
+            assert proc.poll() is None, "the workflow ended before a fit started"
+            assert time.monotonic() < deadline, "no fit started within 300 s"
+            time.sleep(0.1)
+        time.sleep(random.Random(9).uniform(0.0, 1.0))  # somewhere inside the fit loop
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (work / "results/fits.parquet").exists()
+
+    locked = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+    assert locked.returncode != 0
+    assert "Directory cannot be locked" in locked.stdout + locked.stderr and "--unlock" in locked.stdout + locked.stderr
+    run_snakemake(work, "--configfile", str(cfg), "--unlock")
+    run_snakemake(work, "--configfile", str(cfg), "--cores", "1", "--rerun-incomplete")
+
+    def rows(root):
+        df = pd.read_parquet(root / "results/fits.parquet").drop(columns=_RUN_COLUMNS)
+        return df.sort_values(["method", "image"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(rows(work), rows(ref))
+    tr = [pd.read_parquet(r / "results/trajectories.parquet").sort_values(["method", "iteration"]).reset_index(drop=True)
+          for r in (work, ref)]
+    pd.testing.assert_frame_equal(tr[0], tr[1])
+    assert _leftovers(work / "results") == []
+
+
+def test_config_checks_know_every_architecture_option():
+    """The torch-free catalog the config checks use agrees with the model registry."""
+    from dipkit.catalog import LEVELS_DEFAULT, OPTION_NAMES
+    from dipkit.models import ARCHITECTURES
+
+    assert {n: set(s.defaults) for n, s in ARCHITECTURES.items()} == {n: set(v) for n, v in OPTION_NAMES.items()}
+    for name, levels in LEVELS_DEFAULT.items():
+        assert ARCHITECTURES[name].defaults["levels"] == levels
+
+
+# --------------------------------------------------------------------------- README
+
+
+def test_readme_table_lists_every_case():
+    """Every case here is a row of the README table, and every test the table names exists."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Bad input and failures", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| what")]
+    assert len(rows) >= 20
+    ids = set(re.findall(r"`([a-z0-9-]+)`", section))
+    assert set(CONFIG_CASES) | set(DATA_CASES) <= ids, sorted((set(CONFIG_CASES) | set(DATA_CASES)) - ids)
+    sources = "".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
+    for name in set(re.findall(r"\b(test_[a-z0-9_]+)\b(?!\.py)", section)):
+        assert f"def {name}(" in sources, name
