@@ -1,0 +1,5 @@
+import sys
+
+from dipkit.cli import main
+
+sys.exit(main())

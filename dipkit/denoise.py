@@ -1,0 +1,206 @@
+"""The paper's method as a tool: denoise one image of any size (``dipkit denoise``).
+
+Steps: estimate the noise level (unless given); predict the hourglass width from the
+image's texture with the SVM width classifier trained on the released Texture-DIP labels
+(trained once from the shipped feature table and cached; no download needed); pad the
+image to the network's multiple; fit; crop back to the original size.
+
+The classifier learned texture from *clean* images, so the width is predicted from a lightly
+denoised copy (total-variation denoising with a weight proportional to the noise level),
+not from the noisy pixels, whose noise would read as fine texture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dipkit.images import ImageError
+
+log = logging.getLogger(__name__)
+
+#: Features of the labelled clean images (Set9, Set12, CBSD68), from :func:`reference_features`.
+REFERENCE_FEATURES = Path(__file__).parent / "data" / "texture_features.csv"
+#: Bumped when the cached classifier must be retrained.
+CLASSIFIER_CACHE_VERSION = 1
+#: Smallest side accepted (texture features and noise estimation need a few pixels).
+MIN_SIDE = 8
+
+
+def estimate_sigma(img: np.ndarray) -> float:
+    """Gaussian noise level of a float ``[H, W, C]`` image in ``[0, 1]``, on the 0-255 scale
+    (wavelet median absolute deviation, averaged over channels)."""
+    from skimage.restoration import estimate_sigma as _estimate
+
+    s = _estimate(np.asarray(img, np.float64), channel_axis=-1, average_sigmas=True)
+    return float(s) * 255.0
+
+
+def reference_features(datasets_dir: str | os.PathLike, out_path: str | os.PathLike | None = None):
+    """Texture features of every labelled clean image, from a folder ``<dir>/<dataset>/<file>``
+    (e.g. the offline mirror); writes :data:`REFERENCE_FEATURES` when ``out_path`` is given."""
+    import pandas as pd
+
+    from dipkit.classifier import LABEL_DATASETS
+    from dipkit.features import features_from_files
+    from dipkit.io import write_text
+    from dipkit.manifest import builtin_datasets
+
+    frames = []
+    for name in LABEL_DATASETS:
+        files = [f for f in builtin_datasets()[name] if f.role == "clean"]
+        frames.append(features_from_files(files, Path(datasets_dir) / name, None))
+    df = pd.concat(frames, ignore_index=True)
+    if out_path is not None:
+        write_text(out_path, df.to_csv(index=False, float_format="%.17g", lineterminator="\n"))
+    return df
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("DIPKIT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dipkit"
+    )
+    return Path(root)
+
+
+def width_classifier(cache_dir: str | os.PathLike | None = None):
+    """The width classifier fitted on all released NoRepeat labels, from the cache or trained now.
+
+    The cache file's name holds a hash of the feature table, the scikit-learn version and
+    :data:`CLASSIFIER_CACHE_VERSION`, so a change of any retrains it.
+    """
+    import pandas as pd
+    import sklearn
+
+    from dipkit.classifier import fit_full, labels_for
+    from dipkit.io import atomic_path
+
+    data = REFERENCE_FEATURES.read_bytes()
+    key = hashlib.sha256(data + f"|{sklearn.__version__}|{CLASSIFIER_CACHE_VERSION}".encode()).hexdigest()[:16]
+    path = Path(cache_dir or _cache_dir()) / f"width_classifier-{key}.pkl"
+    if path.exists():
+        try:
+            with open(path, "rb") as fh:
+                return pickle.load(fh)
+        except Exception as err:  # a damaged cache is rebuilt, never trusted
+            log.warning("ignoring unreadable classifier cache %s (%s)", path, err)
+    df = pd.read_csv(REFERENCE_FEATURES, dtype={"dataset": str, "image": str})
+    y = labels_for(df)
+    feats = [c for c in df.columns if c not in ("dataset", "image", "height", "width", "channels")]
+    model = fit_full(df.loc[y.index, feats], y, seed=0)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(model, fh)
+    return model
+
+
+def predict_width(noisy: np.ndarray, sigma: float, cache_dir=None) -> tuple[int, dict[int, float]]:
+    """Width (32, 64 or 128) for a noisy float ``[H, W, C]`` image with noise level ``sigma``
+    (0-255), and the class scores."""
+    import pandas as pd
+    from skimage.restoration import denoise_tv_chambolle
+
+    from dipkit.classifier import CLASSES, predict_scores
+    from dipkit.features import image_features
+
+    smooth = denoise_tv_chambolle(np.asarray(noisy, np.float64), weight=max(sigma, 1.0) / 255.0 * 2.0, channel_axis=-1)
+    feats = image_features(np.clip(smooth, 0, 1))
+    scores = predict_scores(width_classifier(cache_dir), pd.DataFrame([feats]))[0]
+    return int(CLASSES[int(np.argmax(scores))]), {int(c): float(s) for c, s in zip(CLASSES, scores)}
+
+
+def _pad_to(img: np.ndarray, multiple: int, smallest: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Mirror-pad ``[H, W, C]`` at the bottom and right to sides that are multiples of
+    ``multiple`` and at least ``smallest``; returns the padded image and the original (H, W)."""
+    h, w = img.shape[:2]
+    th = max(smallest, -(-h // multiple) * multiple)
+    tw = max(smallest, -(-w // multiple) * multiple)
+    out = img
+    while out.shape[0] < th or out.shape[1] < tw:  # "symmetric" pads at most one size per pass
+        ph, pw = min(th - out.shape[0], out.shape[0]), min(tw - out.shape[1], out.shape[1])
+        out = np.pad(out, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
+    return out, (h, w)
+
+
+def denoise(
+    noisy: np.ndarray,
+    *,
+    method: str = "ours",
+    width: int | None = None,
+    sigma: float | None = None,
+    iterations: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress: Callable[[int, float | None], None] | None = None,
+    cache_dir=None,
+) -> dict:
+    """Denoise one image with a DIP method (default: the paper's 2-level hourglass).
+
+    :param noisy: float ``[H, W, C]`` image in ``[0, 1]``, C = 1 or 3, any size of at least
+        one pixel (padded to the network's multiple, cropped back afterwards).
+    :param method: a registered method fitted by the engine (``ours``, ``dip``, ``deep_decoder``, ...).
+    :param width: network width; ``None`` predicts it from texture (methods with a width).
+    :param sigma: noise level on the 0-255 scale; ``None`` estimates it. It selects the input
+        perturbation (1/30 up to 25, 1/20 above, as the paper's code) and the smoothing of
+        the width prediction.
+    :param iterations: Adam steps (default: the method's, 3000).
+    :return: dict with ``output`` (float32 ``[H, W, C]``), ``width``, ``width_source``,
+        ``sigma``, ``sigma_source``, ``device``, ``seconds``, ``iterations``, ``method``.
+    """
+    from dipkit.benchmark import run_fit
+    from dipkit.catalog import size_rule
+    from dipkit.methods import fit_spec, get_method
+
+    img = np.asarray(noisy, np.float32)
+    if img.ndim != 3 or img.shape[2] not in (1, 3):
+        raise ImageError(f"expected an [H, W, C] image with 1 or 3 channels, got shape {img.shape}")
+    if min(img.shape[:2]) < MIN_SIDE:
+        raise ImageError(
+            f"image of {img.shape[1]}x{img.shape[0]} pixels is too small (at least {MIN_SIDE}x{MIN_SIDE})"
+        )
+    if sigma is None:
+        sigma, sigma_source = estimate_sigma(img), "estimated"
+    else:
+        sigma, sigma_source = float(sigma), "given"
+    if not sigma > 0:
+        raise ValueError(f"--sigma must be > 0, got {sigma}")
+    base = get_method(method)
+    if base.kind != "dip":
+        raise ValueError(f"method {method!r} is not a DIP network fitted by dipkit (kind {base.kind!r})")
+    overrides: dict = {}
+    width_source = None
+    if "width" in base.arch_options:
+        if width is None:
+            width, scores = predict_width(img, sigma, cache_dir)
+            width_source = "predicted (" + ", ".join(f"{c}: {s:.2f}" for c, s in scores.items()) + ")"
+        else:
+            width_source = "given"
+        overrides["width"] = int(width)
+    elif width is not None:
+        raise ValueError(f"method {method!r} has no width option")
+    m = get_method(method, overrides)
+    noise_id = f"gaussian{max(1, round(sigma))}"
+    spec = fit_spec(m, "custom", "image", noise_id, {"iterations": iterations})
+    rule = size_rule(m.architecture, m.arch_options)
+    multiple, smallest = rule if rule else (32, 64)
+    padded, (h, w) = _pad_to(img, multiple, smallest)
+    started = time.perf_counter()
+    result, _, dev = run_fit(None, padded, spec, seed, device, progress)
+    out = result.output[0].numpy().transpose(1, 2, 0)[:h, :w]
+    return {
+        "output": np.ascontiguousarray(out, dtype=np.float32),
+        "method": method,
+        "width": spec["arch_options"].get("width"),
+        "width_source": width_source,
+        "sigma": sigma,
+        "sigma_source": sigma_source,
+        "iterations": spec["iterations"],
+        "device": result.device,
+        "seconds": time.perf_counter() - started,
+    }
