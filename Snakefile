@@ -14,6 +14,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "rules/report/workflow.rst"
+
+
 # load rules
 # -----------------------------------------------------
 include: "rules/common.smk"
@@ -23,6 +26,7 @@ include: "rules/fit.smk"
 include: "rules/classifier.smk"
 include: "rules/experiments.smk"
 include: "rules/tables.smk"
+include: "rules/report.smk"
 
 
 # target rules

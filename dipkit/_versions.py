@@ -14,7 +14,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "noise": 1,
     "score_noisy": 1,
     "noisy_baseline_table": 1,
-    "fit": 1,
+    "fit": 2,  # 2: perturbation rounded as z + noise * std (the paper's order)
     "aggregate_fits": 1,
     "table2": 1,
     "texture_features": 1,
@@ -23,4 +23,5 @@ STAGE_VERSIONS: dict[str, int] = {
     "experiment": 1,
     "paper_tables": 1,
     "isnas_search": 1,
+    "figures": 1,
 }

@@ -51,7 +51,12 @@ rule relabel:
         fit_rows("parquet", methods=list(RELABEL)),
     output:
         labels="results/classifier/regenerated_labels.csv",
-        csv="results/tables/label_agreement.csv",
+        csv=report(
+            "results/tables/label_agreement.csv",
+            caption="report/label_agreement.rst",
+            category="Tables",
+            labels={"table": "label agreement"},
+        ),
         md="results/tables/label_agreement.md",
     log:
         "results/logs/relabel.log",

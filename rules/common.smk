@@ -230,6 +230,39 @@ def fit_rows(kind="parquet", methods=None):
     ]
 
 
+def figure_pairs():
+    """(dataset, noise) settings with fits: each gets PSNR curves and a gallery."""
+    return list(dict.fromkeys((d, noise) for d, noise, _, _ in FITS))
+
+
+GALLERY_IMAGES = 3  # images per gallery
+GALLERY_CROP = 96  # side of the central crops shown
+
+
+def gallery_plan(dataset, noise):
+    """Methods fitted at (dataset, noise) and the first images fitted by all of them."""
+    fits = [(m, i) for d, n, m, i in FITS if d == dataset and n == noise]
+    methods = list(dict.fromkeys(m for m, _ in fits))
+    done = set(fits)
+    images = [i for i in DATASETS[dataset].images if all((m, i) in done for m in methods)]
+    return methods, images[:GALLERY_IMAGES]
+
+
+def gallery_inputs(wildcards):
+    methods, images = gallery_plan(wildcards.dataset, wildcards.noise)
+    return [
+        f"results/fits/{wildcards.dataset}/{wildcards.noise}/{m}/{i}.png" for m in methods for i in images
+    ]
+
+
+def gallery_params(wildcards):
+    methods, images = gallery_plan(wildcards.dataset, wildcards.noise)
+    grid = [
+        [f"results/fits/{wildcards.dataset}/{wildcards.noise}/{m}/{i}.png" for i in images] for m in methods
+    ]
+    return {"methods": methods, "images": images, "grid": grid}
+
+
 def paper_tables():
     """Tables 3-6 that the planned fits can fill."""
     kinds = {(NoiseSpec.parse(noise).kind, method) for _, noise, method, _ in FITS}
@@ -263,6 +296,14 @@ def final_outputs():
     if CLASSIFIER["enabled"]:
         targets += ["results/classifier/cv_metrics.json", "results/classifier/roc.png"]
     targets += [f"results/experiments/{name}/figure.png" for name in EXPERIMENTS]
+    targets += [f"results/figures/experiment_{name}.png" for name in EXPERIMENTS]
+    for dataset, noise in figure_pairs():
+        targets += [
+            f"results/figures/psnr_curves_{dataset}_{noise}.png",
+            f"results/figures/gallery_{dataset}_{noise}.png",
+        ]
+    if CLASSIFIER["enabled"]:
+        targets.append("results/figures/roc.png")
     if RELABEL and fit_rows("parquet", methods=list(RELABEL)):
         targets += ["results/tables/label_agreement.csv", "results/tables/label_agreement.md"]
     return targets

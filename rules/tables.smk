@@ -6,7 +6,12 @@ rule noisy_baseline_table:
         noisy_metric_files(),
     output:
         parquet="results/noisy_baseline.parquet",
-        csv="results/tables/noisy_baseline.csv",
+        csv=report(
+            "results/tables/noisy_baseline.csv",
+            caption="report/noisy_baseline.rst",
+            category="Tables",
+            labels={"table": "noisy baseline"},
+        ),
         md="results/tables/noisy_baseline.md",
     log:
         "results/logs/tables/noisy_baseline.log",
@@ -24,7 +29,12 @@ rule table2:
     input:
         "results/fits.parquet",
     output:
-        csv="results/tables/table2.csv",
+        csv=report(
+            "results/tables/table2.csv",
+            caption="report/table.rst",
+            category="Tables",
+            labels={"table": "table2"},
+        ),
         md="results/tables/table2.md",
     log:
         "results/logs/tables/table2.log",
@@ -43,7 +53,12 @@ rule paper_table:
     input:
         "results/fits.parquet",
     output:
-        csv="results/tables/{table}.csv",
+        csv=report(
+            "results/tables/{table}.csv",
+            caption="report/paper_table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
         md="results/tables/{table}.md",
     log:
         "results/logs/tables/{table}.log",

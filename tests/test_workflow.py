@@ -190,19 +190,44 @@ def test_corrupted_served_file_fails_cleanly(mirror, tmp_path, http_serve):
 
 
 def test_user_dataset_runs_through(tmp_path):
+    """User folders run through the whole benchmark like the built-in sets: a plain folder
+    (synthetic noise) and a real-noise folder of clean/ and noisy/ pairs, fitted, tabled and
+    drawn."""
     from PIL import Image
 
     from conftest import synthetic_image
 
+    def save(path, img):
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
+
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(2):
-        Image.fromarray((synthetic_image(70, 100, 3, seed=i) * 255).astype(np.uint8)).save(folder / f"shot {i}.png")
+        save(folder / f"shot {i}.png", synthetic_image(70, 100, 3, seed=i))
+    pairs = tmp_path / "pairs"
+    (pairs / "clean").mkdir(parents=True)
+    (pairs / "noisy").mkdir()
+    clean = synthetic_image(64, 64, 3, seed=5)
+    save(pairs / "clean" / "a.png", clean)
+    save(pairs / "noisy" / "a.png", clean + np.random.default_rng(0).normal(0, 0.05, clean.shape))
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"datasets": {"mine": {"path": str(folder), "gaussian": [15]}}}))
+    cfg.write_text(yaml.safe_dump({
+        "datasets": {"mine": {"path": str(folder), "gaussian": [15]}, "phone": {"path": str(pairs), "real": True}},
+        "methods": {"ours": {"width": 8}, "bm3d": {}},
+        "fit": {"iterations": 3},
+    }))
     run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2")
     df = pd.read_parquet(tmp_path / "results/noisy_baseline.parquet")
-    assert sorted(df.image) == ["shot_0", "shot_1"] and set(zip(df.height, df.width)) == {(64, 96)}
+    mine = df[df.dataset == "mine"]
+    assert sorted(mine.image) == ["shot_0", "shot_1"] and set(zip(mine.height, mine.width)) == {(64, 96)}
+    fits = pd.read_parquet(tmp_path / "results/fits.parquet")
+    assert sorted(zip(fits.dataset, fits.noise, fits.method)) == sorted(
+        [("mine", "gaussian15", m) for m in ("ours", "ours", "bm3d", "bm3d")] + [("phone", "real", "ours"), ("phone", "real", "bm3d")]
+    )
+    assert "mine" in (tmp_path / "results/tables/table2.md").read_text()
+    assert "phone" in (tmp_path / "results/tables/table5.md").read_text()
+    for name in ("psnr_curves_mine_gaussian15", "gallery_mine_gaussian15", "gallery_phone_real"):
+        assert (tmp_path / f"results/figures/{name}.png").exists()
 
 
 def test_default_config_plans_the_full_job_set(tmp_path):

@@ -30,6 +30,13 @@ def test_classifier_outputs(run):
     metrics = json.loads((run / "results/classifier/cv_metrics.json").read_text())
     assert 0 <= metrics["micro_auc"]["mean"] <= 1 and metrics["n_images"] == 21  # Set9 + Set12, all labelled
     assert (run / "results/classifier/roc.png").stat().st_size > 1000
+    # the report's copy, and the report itself with the ROC and the label-agreement table
+    assert (run / "results/figures/roc.png").read_bytes() == (run / "results/classifier/roc.png").read_bytes()
+    from conftest import run_snakemake
+
+    run_snakemake(run, "--configfile", str(run / "config.yaml"), "--report", "results/report.html")
+    html = (run / "results/report.html").read_text()
+    assert "roc.png" in html and "label_agreement.csv" in html and "micro-average AUC of 0.86" in html
     features = pd.read_parquet(run / "results/features/Set9.parquet")
     assert len(features) == 9 and "glcm_correlation_d1_a0" in features.columns
 

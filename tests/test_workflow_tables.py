@@ -59,3 +59,39 @@ def test_table_contents(tables):
     isnas = t3.loc["isnas_dip"]
     assert isnas.image_specific == "yes" and isnas.search_s > 0 and isnas.paper_search == "5 min"
     assert isnas.restoration_s_512 > isnas.search_s  # search + 2 candidate fits
+
+
+def test_figures_and_the_report(tables):
+    """Figures land under results/figures/; `snakemake --report` builds one self-contained HTML
+    page holding every table and figure with its caption."""
+    import re
+
+    from conftest import run_snakemake
+
+    work = tables.parent.parent
+    figures = work / "results/figures"
+    pairs = [("Set9", "poisson0.1"), ("Set12", "gaussian25"), ("PolyU", "real")]
+    for dataset, noise in pairs:
+        for kind in ("psnr_curves", "gallery"):
+            png = figures / f"{kind}_{dataset}_{noise}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    run_snakemake(work, "--configfile", str(work / "config.yaml"), "--report", "results/report.html")
+    html = (work / "results/report.html").read_text()
+    assert len(html) > 100_000
+    for name in ("table2.csv", "table3.csv", "table4.csv", "table5.csv", "table6.csv", "noisy_baseline.csv"):
+        assert name in html, name
+    for dataset, noise in pairs:
+        assert f"psnr_curves_{dataset}_{noise}.png" in html and f"gallery_{dataset}_{noise}.png" in html
+    assert "exponentially smoothed output" in html and "Central crops" in html  # captions
+    assert "The Devil is in the Upsampling" in html  # workflow description
+    # self-contained: no stylesheet, script or image fetched from elsewhere
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']https?://", html)
+
+
+def test_the_readme_tiny_config_plans(tmp_path):
+    """tests/configs/tiny.yaml (the README's try-it config) is valid and plans its fits."""
+    from conftest import REPO, run_snakemake
+
+    proc = run_snakemake(tmp_path, "--configfile", str(REPO / "tests/configs/tiny.yaml"), "-n")
+    out = proc.stdout + proc.stderr
+    assert "fit " in out and "gallery" in out and "psnr_curves" in out
