@@ -64,9 +64,8 @@ def _noise_specs(name: str, entry: dict, paired: bool) -> tuple[NoiseSpec, ...]:
 
 def plan_methods(config: dict) -> dict:
     """``{name: Method}`` for the ``methods`` section, with its overrides applied."""
-    from dipkit.methods import get_method
-
     from dipkit.catalog import check_options
+    from dipkit.methods import get_method
 
     out = {}
     for name, overrides in (config.get("methods") or {}).items():

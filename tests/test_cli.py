@@ -102,3 +102,12 @@ def test_bad_inputs_give_a_clean_error(tmp_path, case, expected):
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_noise_estimate_is_close():
+    from dipkit.denoise import estimate_sigma
+
+    clean = synthetic_image(128, 128, 3, seed=2).astype(np.float64)
+    for sigma in (10, 25, 50):
+        noisy = np.clip(clean + np.random.default_rng(sigma).normal(0, sigma / 255, clean.shape), 0, 1)
+        assert abs(estimate_sigma(noisy) - sigma) < 0.12 * sigma
