@@ -71,16 +71,30 @@ def _write_config(work: Path, config: dict) -> Path:
     return cfg
 
 
+@pytest.fixture(scope="module")
+def config_runs(tmp_path_factory):
+    """``snakemake -n`` on every bad config, four at a time (each is a separate process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    works = {case: tmp_path_factory.mktemp(case) for case in CONFIG_CASES}  # not thread-safe
+
+    def dry_run(case):
+        work = works[case]
+        cfg = _write_config(work, CONFIG_CASES[case][0])
+        return case, work, run_snakemake(work, "--configfile", str(cfg), "-n", check=False)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return {case: (work, proc) for case, work, proc in pool.map(dry_run, CONFIG_CASES)}
+
+
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
-def test_bad_config_fails_before_any_job(case, tmp_path):
-    config, fragments = CONFIG_CASES[case]
-    cfg = _write_config(tmp_path, config)
-    proc = run_snakemake(tmp_path, "--configfile", str(cfg), "-n", check=False)
+def test_bad_config_fails_before_any_job(case, config_runs):
+    work, proc = config_runs[case]
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
-    for fragment in fragments:
+    for fragment in CONFIG_CASES[case][1]:
         assert fragment in out, f"{fragment!r} not in:\n{out[-3000:]}"
-    assert not (tmp_path / "results").exists()
+    assert not (work / "results").exists()
 
 
 def test_empty_custom_folder_fails_before_any_job(tmp_path):
@@ -119,9 +133,9 @@ def _leftovers(results: Path) -> list[Path]:
             if (p.name.startswith(".") or p.name.endswith(".partial")) and p.name != ".snakemake_timestamp"]
 
 
-def _bad_folder(tmp_path: Path, case: str) -> tuple[Path, Path, int]:
+def _bad_folder(root: Path, case: str) -> tuple[Path, Path, int]:
     """A user folder with one good image and one bad file; (folder, bad file, channels)."""
-    folder = tmp_path / "photos"
+    folder = root / case
     folder.mkdir()
     _save(folder / "good.png", synthetic_image(64, 64, 3, seed=0))
     bad = folder / "bad.png"
@@ -152,17 +166,29 @@ DATA_CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def data_run(tmp_path_factory):
+    """One real run over five user datasets, each with one bad file (``--keep-going``)."""
+    root = tmp_path_factory.mktemp("bad_data")
+    datasets, bad_files = {}, {}
+    for i, case in enumerate(DATA_CASES):
+        folder, bad, channels = _bad_folder(root, case)
+        datasets[f"set{i}"] = {"path": str(folder), "gaussian": [25], **({"channels": 1} if channels == 1 else {})}
+        bad_files[case] = (f"set{i}", bad)
+    work = root / "work"
+    cfg = _write_config(work, {"datasets": datasets, "methods": {"ours": {"width": 8}}})
+    proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "2", "--keep-going", check=False)
+    return work, proc, bad_files
+
+
 @pytest.mark.parametrize("case", list(DATA_CASES))
-def test_bad_image_file_is_named_and_nothing_is_half_written(case, tmp_path):
-    folder, bad, channels = _bad_folder(tmp_path, case)
-    work = tmp_path / "work"
-    entry = {"path": str(folder), "gaussian": [25], **({"channels": 1} if channels == 1 else {})}
-    cfg = _write_config(work, {"datasets": {"mine": entry}, "methods": {"ours": {"width": 8}}})
-    proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+def test_bad_image_file_is_named_and_nothing_is_half_written(case, data_run):
+    work, proc, bad_files = data_run
+    dataset, bad = bad_files[case]
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert f"{bad.resolve()}: {DATA_CASES[case]}" in out, out[-3000:]
-    assert not (work / "results/prepared/mine.npz").exists()
+    assert not (work / f"results/prepared/{dataset}.npz").exists()
     assert _leftovers(work / "results") == []
 
 
@@ -250,9 +276,9 @@ def test_stale_partial_files_are_removed_on_the_next_write(tmp_path):
 
 KILL_CONFIG = {
     "seed": 3,
-    "datasets": {"Set9": {"images": ["image_House256rgb"], "gaussian": [25]}},
-    "methods": {"ours": {"width": 8}, "deep_decoder": {}},
-    "fit": {"iterations": 60},
+    "datasets": {"Set12": {"images": ["01", "02"], "gaussian": [25]}},
+    "methods": {"ours": {"width": 8}},
+    "fit": {"iterations": 150},
 }
 
 #: columns that measure the run, not its result
@@ -269,12 +295,12 @@ def test_sigkill_then_rerun_incomplete_gives_the_same_rows(tmp_path, mirror):
     rows equal those of an uninterrupted run (except the run-time columns)."""
     ref = tmp_path / "ref"
     cfg = _write_config(ref, _kill_config(mirror))
-    run_snakemake(ref, "--configfile", str(cfg), "--cores", "1")
+    run_snakemake(ref, "--configfile", str(cfg), "--cores", "2")
 
     work = tmp_path / "work"
     cfg = _write_config(work, _kill_config(mirror))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
-           "--configfile", str(cfg), "--cores", "1"]
+           "--configfile", str(cfg), "--cores", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
@@ -293,14 +319,17 @@ def test_sigkill_then_rerun_incomplete_gives_the_same_rows(tmp_path, mirror):
     assert locked.returncode != 0
     assert "Directory cannot be locked" in locked.stdout + locked.stderr and "--unlock" in locked.stdout + locked.stderr
     run_snakemake(work, "--configfile", str(cfg), "--unlock")
-    run_snakemake(work, "--configfile", str(cfg), "--cores", "1", "--rerun-incomplete")
+    run_snakemake(work, "--configfile", str(cfg), "--cores", "2", "--rerun-incomplete")
 
     def rows(root):
         df = pd.read_parquet(root / "results/fits.parquet").drop(columns=_RUN_COLUMNS)
         return df.sort_values(["method", "image"]).reset_index(drop=True)
 
+    assert len(rows(ref)) == 2
+
     pd.testing.assert_frame_equal(rows(work), rows(ref))
-    tr = [pd.read_parquet(r / "results/trajectories.parquet").sort_values(["method", "iteration"]).reset_index(drop=True)
+    tr = [pd.read_parquet(r / "results/trajectories.parquet").sort_values(["method", "image", "iteration"])
+          .reset_index(drop=True)
           for r in (work, ref)]
     pd.testing.assert_frame_equal(tr[0], tr[1])
     assert _leftovers(work / "results") == []

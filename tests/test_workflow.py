@@ -255,6 +255,10 @@ def test_default_config_plans_the_full_job_set(tmp_path):
         # Fig. 6 (10 x 2), Fig. 12 (2 x 2); Fig. 2 has no fits
         "experiment_fit": 10 + 16 + 192 + 20 + 4,
         "experiment": 6,
+        "experiment_figure": 6,  # copies under results/figures/
+        "psnr_curves": 10,  # one per dataset x noise with fits
+        "gallery": 10,
+        "roc_figure": 1,
         "all": 1,
     }, counts
     print(f"dry run of the default config: {elapsed:.1f} s")

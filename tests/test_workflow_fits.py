@@ -77,7 +77,9 @@ def test_changing_one_method_reruns_only_its_fits(fitted, tmp_path):
     cfg.write_text(yaml.safe_dump(changed, sort_keys=False))
     proc = run_snakemake(work, "--configfile", str(cfg), "-n")
     counts = job_counts(proc.stdout + proc.stderr)
-    assert counts == {"fit": 2, "aggregate_fits": 1, "table2": 1, "paper_table": 1, "all": 1}  # Table 3 too
+    # Table 3 too; the figures of the one (dataset, noise): its gallery and PSNR curves
+    assert counts == {"fit": 2, "aggregate_fits": 1, "table2": 1, "paper_table": 1, "gallery": 1, "psnr_curves": 1,
+                      "all": 1}
     assert "method=ours" in proc.stdout + proc.stderr
     assert "method=conv_decoder_ours" not in proc.stdout + proc.stderr
 
@@ -97,6 +99,8 @@ def test_adding_a_noise_level_runs_only_the_new_fits(fitted, tmp_path):
         "aggregate_fits": 1,
         "table2": 1,
         "paper_table": 1,
+        "gallery": 1,  # the new (dataset, noise); the sigma-25 gallery's fits stay
+        "psnr_curves": 2,  # every curve reads trajectories.parquet, which changes
         "all": 1,
     }
     assert out.count("noise=gaussian50, method=") == 4 and "noise=gaussian25, method=" not in out
