@@ -13,6 +13,9 @@ Modes (each prints a Markdown table and, with ``--json``, writes the raw numbers
 ``throughput``
     Starts ``K`` fit processes of ``T`` threads each at once (layouts ``KxT``), releases them
     together after their warm-up and reports fits per hour, relative to the first layout.
+``batched``
+    K fits of one architecture in one process (:func:`dipkit.fit.batched.fit_batch`, stacked
+    parameters and ``vmap``) against one engine fit, in fits per hour.
 ``full``
     One real 3000-iteration engine fit (the GPU target: Ours-64 at 512^2 in <= 30 s on an H100).
 ``precision``
@@ -322,6 +325,46 @@ def mode_throughput(args, device: str) -> list[dict]:
     return rows
 
 
+def mode_batched(args, device: str) -> list[dict]:
+    """K fits of one architecture in one process (dipkit.fit.batched), against one engine fit."""
+    import torch
+
+    from dipkit.fit import FitSettings, fit
+    from dipkit.fit.batched import fit_batch
+
+    torch.set_num_threads(args.threads or (1 if device.startswith("cuda") else os.cpu_count()))
+    rows = []
+
+    def per_hour(k, wall):
+        return k * 3600.0 / (wall * FIT_ITERATIONS / args.iterations)
+
+    net, z, noisy, clean, hp, _ = build(args.method, args.size, device, seed=0)
+    fit(net, z, noisy, clean, FitSettings(iterations=args.warmup, **hp), seed=1)
+    r = fit(net, z, noisy, clean, FitSettings(iterations=args.iterations, **hp), seed=2)
+    base = per_hour(1, r.wall_time_s)
+    rows.append(dict(layout="engine, 1 fit", fits=1, wall_s=r.wall_time_s, fits_per_hour=base, ratio=1.0))
+    for k in args.batches:
+        cases = [build(args.method, args.size, device, seed=j) for j in range(k)]
+        parts = [list(c) for c in zip(*cases)]
+        nets, zs, ys, xs, hps = parts[0], parts[1], parts[2], parts[3], parts[4]
+        fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.warmup, **hps[0]), seeds=list(range(k)))
+        out = fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.iterations, **hps[0]), seeds=list(range(k)))
+        fph = per_hour(k, out[0]["wall_time_s"])
+        rows.append(dict(layout=f"batched, {k} fits", fits=k, wall_s=out[0]["wall_time_s"], fits_per_hour=fph,
+                         ratio=fph / base))
+        print(f"  batched {k}: {fph:.0f} fits/h", file=sys.stderr, flush=True)
+        del cases, parts, nets, zs, ys, xs, out
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    print(f"\nDevice: {machine_name(device)}; {args.method} at {args.size}², {args.iterations} iterations per fit "
+          f"(fits/h extrapolated to {FIT_ITERATIONS}); {_dt.date.today()}\n")
+    print("| layout | fits per hour | vs one engine fit |")
+    print("|---|---|---|")
+    for r in rows:
+        print(f"| {r['layout']} | {r['fits_per_hour']:,.0f} | {r['ratio']:.2f}× |")
+    return rows
+
+
 def mode_full(args, device: str) -> list[dict]:
     rows = []
     for m in args.methods:
@@ -398,7 +441,7 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_throughput":
         return throughput_worker(sys.argv[2])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=["per-fit", "throughput", "full", "precision", "compile"])
+    p.add_argument("mode", choices=["per-fit", "throughput", "batched", "full", "precision", "compile"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--method", default="ours64", choices=list(METHODS), help="throughput/precision/compile")
@@ -414,19 +457,20 @@ def main() -> None:
     p.add_argument("--layouts", nargs="+", default=None, help="throughput: KxT = K processes of T threads")
     p.add_argument("--images", nargs="+", default=[], help="precision: image files")
     p.add_argument("--modes", nargs="+", default=["default", "reduce-overhead"], help="compile modes")
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 2, 4, 8], help="batched: fits per batch")
     p.add_argument("--json", default=None, help="also write the rows here")
     args = p.parse_args()
     device = resolve_device(args.device)
     cuda = device.startswith("cuda")
     if args.iterations is None:
-        args.iterations = {"per-fit": 200 if cuda else 0, "throughput": 500 if cuda else 8,
+        args.iterations = {"per-fit": 200 if cuda else 0, "throughput": 500 if cuda else 8, "batched": 500 if cuda else 8,
                            "precision": FIT_ITERATIONS, "compile": 300, "full": FIT_ITERATIONS}[args.mode]
     args.ref_iterations = args.ref_iterations if args.ref_iterations is not None else (20 if cuda else 0)
     args.rounds = args.rounds or (1 if cuda else 3)
     args.warmup = args.warmup if args.warmup is not None else (20 if cuda else 2)
     if args.mode == "precision" and not args.images:
         p.error("precision needs --images")
-    rows = {"per-fit": mode_per_fit, "throughput": mode_throughput, "full": mode_full,
+    rows = {"per-fit": mode_per_fit, "throughput": mode_throughput, "batched": mode_batched, "full": mode_full,
             "precision": mode_precision, "compile": mode_compile}[args.mode](args, device)
     if args.json:
         Path(args.json).write_text(json.dumps({"mode": args.mode, "device": machine_name(device),
