@@ -248,19 +248,17 @@ def gallery_plan(dataset, noise):
     return methods, images[:GALLERY_IMAGES]
 
 
-def gallery_inputs(wildcards):
-    methods, images = gallery_plan(wildcards.dataset, wildcards.noise)
-    return [
-        f"results/fits/{wildcards.dataset}/{wildcards.noise}/{m}/{i}.png" for m in methods for i in images
-    ]
-
-
 def gallery_params(wildcards):
+    """Methods, images and, per method, the fits' PNGs (in image order) of one gallery."""
     methods, images = gallery_plan(wildcards.dataset, wildcards.noise)
     grid = [
         [f"results/fits/{wildcards.dataset}/{wildcards.noise}/{m}/{i}.png" for i in images] for m in methods
     ]
     return {"methods": methods, "images": images, "grid": grid}
+
+
+def gallery_inputs(wildcards):
+    return [png for row in gallery_params(wildcards)["grid"] for png in row]
 
 
 def paper_tables():

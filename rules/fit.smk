@@ -70,7 +70,7 @@ rule isnas_fit:
         seed=config["seed"],
         version=STAGE_VERSIONS["fit"],
     script:
-        "../workflow_scripts/isnas_fit.py"
+        "../workflow_scripts/fit.py"
 
 
 rule aggregate_fits:
