@@ -130,6 +130,11 @@ def build(bench_method: str, size: int, device: str, seed: int = 0, channels: in
     return net, z, t(noisy), t(clean), settings, sum(p.numel() for p in net.parameters())
 
 
+def fits_per_hour(fits: int, wall_s: float, iterations: int) -> float:
+    """``fits`` fits of ``iterations`` iterations took ``wall_s``: fits per hour at 3000 iterations."""
+    return fits * 3600.0 / (wall_s * FIT_ITERATIONS / iterations)
+
+
 def _sync(device: str) -> None:
     import torch
 
@@ -302,7 +307,7 @@ def mode_throughput(args, device: str) -> list[dict]:
             reports = [json.loads(p.stdout.readline()) for p in procs[:k]]
             # from the first fit's start to the last fit's end
             wall = max(r["end"] for r in reports) - min(r["start"] for r in reports)
-            per_hour = k * 3600.0 / (wall * FIT_ITERATIONS / args.iterations)
+            per_hour = fits_per_hour(k, wall, args.iterations)
             rows.append(dict(layout=layout, processes=k, threads=t, wall_s=wall, fits_per_hour=per_hour,
                              mean_fit_s=statistics.mean(r["wall"] for r in reports) * FIT_ITERATIONS / args.iterations))
             print(f"  {layout}: {per_hour:.1f} fits/h", file=sys.stderr)
@@ -334,14 +339,10 @@ def mode_batched(args, device: str) -> list[dict]:
 
     torch.set_num_threads(args.threads or (1 if device.startswith("cuda") else os.cpu_count()))
     rows = []
-
-    def per_hour(k, wall):
-        return k * 3600.0 / (wall * FIT_ITERATIONS / args.iterations)
-
     net, z, noisy, clean, hp, _ = build(args.method, args.size, device, seed=0)
     fit(net, z, noisy, clean, FitSettings(iterations=args.warmup, **hp), seed=1)
     r = fit(net, z, noisy, clean, FitSettings(iterations=args.iterations, **hp), seed=2)
-    base = per_hour(1, r.wall_time_s)
+    base = fits_per_hour(1, r.wall_time_s, args.iterations)
     rows.append(dict(layout="engine, 1 fit", fits=1, wall_s=r.wall_time_s, fits_per_hour=base, ratio=1.0))
     for k in args.batches:
         cases = [build(args.method, args.size, device, seed=j) for j in range(k)]
@@ -349,7 +350,7 @@ def mode_batched(args, device: str) -> list[dict]:
         nets, zs, ys, xs, hps = parts[0], parts[1], parts[2], parts[3], parts[4]
         fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.warmup, **hps[0]), seeds=list(range(k)))
         out = fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.iterations, **hps[0]), seeds=list(range(k)))
-        fph = per_hour(k, out[0]["wall_time_s"])
+        fph = fits_per_hour(k, out[0]["wall_time_s"], args.iterations)
         rows.append(dict(layout=f"batched, {k} fits", fits=k, wall_s=out[0]["wall_time_s"], fits_per_hour=fph,
                          ratio=fph / base))
         print(f"  batched {k}: {fph:.0f} fits/h", file=sys.stderr, flush=True)

@@ -44,31 +44,33 @@ def _denoise(args: argparse.Namespace) -> int:
 
     from dipkit.images import ImageError, read_image, to_float
 
-    if Image.registered_extensions().get(args.output.suffix.lower()) is None:
+    fmt = Image.registered_extensions().get(args.output.suffix.lower())
+    if fmt is None:
         raise ValueError(f"{args.output}: unknown image format (use .png, .tif or .jpg)")
     if not args.noisy.exists():
         raise FileNotFoundError(f"{args.noisy}: no such file")
-    arr = read_image(args.noisy)
-    noisy = to_float(arr)
+    noisy = to_float(read_image(args.noisy))
     try:
-        return _denoise_array(args, noisy)
+        return _denoise_array(args, noisy, fmt)
     except ImageError as err:
         raise ImageError(f"{args.noisy}: {err}") from None
 
 
-def _denoise_array(args: argparse.Namespace, noisy) -> int:
+def _denoise_array(args: argparse.Namespace, noisy, fmt: str) -> int:
+    """Denoise the float ``[H, W, C]`` image and write it to ``args.output`` in PIL format ``fmt``."""
     import numpy as np
     from PIL import Image
 
     from dipkit.denoise import denoise
+    from dipkit.io import atomic_path
+    from dipkit.methods import get_method
 
     h, w, c = noisy.shape
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     say(f"{args.noisy}: {w}x{h}, {'RGB' if c == 3 else 'grayscale'}")
-    from dipkit.methods import get_method
-
-    bar = _Progress(args.iterations or get_method(args.method).iterations)
-    if args.width is None and "width" in get_method(args.method).arch_options:
+    method = get_method(args.method)
+    bar = _Progress(args.iterations or method.iterations)
+    if args.width is None and "width" in method.arch_options:
         say("predicting the width from texture (the first run trains and caches the classifier)")
 
     def progress(i, loss):
@@ -94,9 +96,6 @@ def _denoise_array(args: argparse.Namespace, noisy) -> int:
         + f", {result['iterations']} iterations on {result['device']} in {result['seconds']:.1f} s"
     )
     out = np.clip(np.rint(result["output"] * 255.0), 0, 255).astype(np.uint8)
-    from dipkit.io import atomic_path
-
-    fmt = Image.registered_extensions()[args.output.suffix.lower()]
     with atomic_path(args.output) as tmp:
         Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out).save(tmp, format=fmt)
     say(f"wrote {args.output}")

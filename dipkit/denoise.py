@@ -84,7 +84,7 @@ def width_classifier(cache_dir: str | os.PathLike | None = None):
     import pandas as pd
     import sklearn
 
-    from dipkit.classifier import fit_full, labels_for
+    from dipkit.classifier import _feature_columns, fit_full, labels_for
     from dipkit.io import atomic_path
 
     data = REFERENCE_FEATURES.read_bytes()
@@ -98,8 +98,7 @@ def width_classifier(cache_dir: str | os.PathLike | None = None):
             log.warning("ignoring unreadable classifier cache %s (%s)", path, err)
     df = pd.read_csv(REFERENCE_FEATURES, dtype={"dataset": str, "image": str})
     y = labels_for(df)
-    feats = [c for c in df.columns if c not in ("dataset", "image", "height", "width", "channels")]
-    model = fit_full(df.loc[y.index, feats], y, seed=0)
+    model = fit_full(df.loc[y.index, _feature_columns(df)], y, seed=0)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         pickle.dump(model, fh)
     return model

@@ -44,10 +44,15 @@ class DatasetFile:
 
 
 @lru_cache(maxsize=None)
+def _manifest_rows() -> tuple[dict[str, str], ...]:
+    """The rows of ``data/datasets.tsv``, read once."""
+    with open(MANIFEST_PATH, newline="", encoding="utf-8") as fh:
+        return tuple(csv.DictReader(fh, delimiter="\t"))
+
+
+@lru_cache(maxsize=None)
 def builtin_files() -> tuple[DatasetFile, ...]:
     """Every file of the built-in datasets, in manifest order."""
-    with open(MANIFEST_PATH, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
     return tuple(
         DatasetFile(
             dataset=r["dataset"],
@@ -58,19 +63,18 @@ def builtin_files() -> tuple[DatasetFile, ...]:
             url=r["url"],
             channels=int(r["channels"]),
         )
-        for r in rows
+        for r in _manifest_rows()
     )
 
 
 @lru_cache(maxsize=None)
 def builtin_sizes() -> dict[tuple[str, str], tuple[int, int]]:
     """``{(dataset, image): (width, height)}`` of the built-in clean images, before cropping."""
-    with open(MANIFEST_PATH, newline="", encoding="utf-8") as fh:
-        return {
-            (r["dataset"], r["image"]): (int(r["width"]), int(r["height"]))
-            for r in csv.DictReader(fh, delimiter="\t")
-            if r["role"] == "clean"
-        }
+    return {
+        (r["dataset"], r["image"]): (int(r["width"]), int(r["height"]))
+        for r in _manifest_rows()
+        if r["role"] == "clean"
+    }
 
 
 def builtin_datasets() -> dict[str, tuple[DatasetFile, ...]]:

@@ -17,14 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from conftest import REPO, run_snakemake, synthetic_image
+from dipkit.benchmark import save_png
 
 SET9 = {"Set9": {"images": ["image_House256rgb"], "gaussian": [25]}}
 
@@ -111,7 +110,7 @@ def test_unpaired_real_noise_file_is_named_before_any_job(tmp_path):
     for sub, names in (("clean", ["a", "b"]), ("noisy", ["a"])):
         (folder / sub).mkdir(parents=True)
         for n in names:
-            _save(folder / sub / f"{n}.png", synthetic_image(64, 64, 3, seed=1))
+            save_png(folder / sub / f"{n}.png", synthetic_image(64, 64, 3, seed=1))
     cfg = _write_config(tmp_path / "work", {"datasets": {"mine": {"path": str(folder), "real": True}}})
     proc = run_snakemake(tmp_path / "work", "--configfile", str(cfg), "-n", check=False)
     assert proc.returncode != 0
@@ -119,11 +118,6 @@ def test_unpaired_real_noise_file_is_named_before_any_job(tmp_path):
 
 
 # --------------------------------------------------------------------------- data
-
-
-def _save(path: Path, img: np.ndarray) -> None:
-    arr = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
-    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
 
 
 def _leftovers(results: Path) -> list[Path]:
@@ -137,23 +131,23 @@ def _bad_folder(root: Path, case: str) -> tuple[Path, Path, int]:
     """A user folder with one good image and one bad file; (folder, bad file, channels)."""
     folder = root / case
     folder.mkdir()
-    _save(folder / "good.png", synthetic_image(64, 64, 3, seed=0))
+    save_png(folder / "good.png", synthetic_image(64, 64, 3, seed=0))
     bad = folder / "bad.png"
     channels = 3
     if case == "truncated-image":
-        _save(bad, synthetic_image(64, 64, 3, seed=1))
+        save_png(bad, synthetic_image(64, 64, 3, seed=1))
         bad.write_bytes(bad.read_bytes()[:300])
     elif case == "not-an-image":
         bad.write_text("this is not a PNG")
     elif case == "grayscale-in-rgb-set":
-        _save(bad, synthetic_image(64, 64, 1, seed=1))
+        save_png(bad, synthetic_image(64, 64, 1, seed=1))
     elif case == "rgb-in-grayscale-set":
         (folder / "good.png").unlink()
-        _save(folder / "good.png", synthetic_image(64, 64, 1, seed=0))
-        _save(bad, synthetic_image(64, 64, 3, seed=1))
+        save_png(folder / "good.png", synthetic_image(64, 64, 1, seed=0))
+        save_png(bad, synthetic_image(64, 64, 3, seed=1))
         channels = 1
     elif case == "image-smaller-than-crop":
-        _save(bad, synthetic_image(20, 24, 3, seed=1))
+        save_png(bad, synthetic_image(20, 24, 3, seed=1))
     return folder, bad, channels
 
 
@@ -195,7 +189,7 @@ def test_bad_image_file_is_named_and_nothing_is_half_written(case, data_run):
 def test_image_too_small_for_the_network_names_method_and_size(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
-    _save(folder / "tiny.png", synthetic_image(32, 32, 3, seed=0))
+    save_png(folder / "tiny.png", synthetic_image(32, 32, 3, seed=0))
     work = tmp_path / "work"
     cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}},
                                "methods": {"dip": {"iterations": 2}}})
@@ -237,7 +231,7 @@ def test_http_timeout_is_named(tmp_path):
 def test_diverging_fit_names_the_iteration_and_writes_nothing(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
-    _save(folder / "a.png", synthetic_image(64, 64, 3, seed=0))
+    save_png(folder / "a.png", synthetic_image(64, 64, 3, seed=0))
     work = tmp_path / "work"
     cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}},
                                "methods": {"ours": {"width": 8, "lr": 1.0e20, "iterations": 5}}})

@@ -193,12 +193,8 @@ def test_user_dataset_runs_through(tmp_path):
     """User folders run through the whole benchmark like the built-in sets: a plain folder
     (synthetic noise) and a real-noise folder of clean/ and noisy/ pairs, fitted, tabled and
     drawn."""
-    from PIL import Image
-
     from conftest import synthetic_image
-
-    def save(path, img):
-        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
+    from dipkit.benchmark import save_png as save
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -26,7 +26,9 @@ import torch
 from torch import nn
 
 from dipkit.fit.device import backend_flags, describe_device, synchronize, tune_host_allocator
+from dipkit.fit.engine import _psnr_from_sse
 from dipkit.fit.settings import FitDivergedError, FitSettings
+from dipkit.metrics import functional as fm
 
 __all__ = ["fit_batch"]
 
@@ -127,22 +129,20 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
     wall = time.perf_counter() - t0
 
     host = rec.cpu().numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        psnr = 10.0 * np.log10(1.0 / (host[1:] / numel))
+    psnr = _psnr_from_sse(host[1:], numel)
+    psnr_last = fm.psnr(final, x, 1.0).cpu().numpy()  # [K], as the engine scores its output
     results = []
     for j in range(k):
         if not np.isfinite(host[0, j]).all() or not bool(torch.isfinite(final[j]).all()):
             bad = np.flatnonzero(~np.isfinite(host[0, j]))
             it = int(bad[0]) + 1 if bad.size else n + 1
             raise FitDivergedError(f"fit {j} of the batch diverged: the loss is not finite at iteration {it} of {n}", it)
-        out_j = final[j].detach().to("cpu", torch.float32)
-        sse = float(((final[j].double() - x[j].double()) ** 2).sum())
         results.append({
             "loss": host[0, j].copy(),
             "psnr_raw": psnr[0, j].copy(),
             "psnr_ema": psnr[1, j].copy(),
-            "output": out_j,
-            "psnr_last": 10.0 * math.log10(1.0 / (sse / numel)),
+            "output": final[j].detach().to("cpu", torch.float32),
+            "psnr_last": float(psnr_last[j]),
             "wall_time_s": wall,
             "device": describe_device(device),
         })

@@ -885,11 +885,7 @@ def build_nas_dip(
     if downsample not in ("stride", "avg", "max"):
         raise ValueError(f"unknown downsample mode {downsample!r}; allowed: stride, avg, max")
     check_nas_dip_size(size, levels)
-    core = NASDIPCore(
-        arch,
-        in_channels,
-        int(out_channels),
-        width=width,
+    opts = dict(
         kernel_down=int(kernel_down),
         kernel_up=int(kernel_up),
         need1x1_up=bool(need1x1_up),
@@ -900,6 +896,7 @@ def build_nas_dip(
         need_bias=bool(need_bias),
         keep_unused=bool(keep_unused),
     )
+    core = NASDIPCore(arch, in_channels, int(out_channels), width=width, **opts)
     config = dict(
         model_index=arch.model_index,
         skips=arch.skip_bits,
@@ -908,15 +905,7 @@ def build_nas_dip(
         levels=levels,
         width=width,
         in_channels=in_channels,
-        kernel_down=int(kernel_down),
-        kernel_up=int(kernel_up),
-        need1x1_up=bool(need1x1_up),
-        act=act,
-        pad=pad,
-        downsample=downsample,
-        need_sigmoid=bool(need_sigmoid),
-        need_bias=bool(need_bias),
-        keep_unused=bool(keep_unused),
+        **opts,
         description=arch.describe(),
     )
     net = NASDIP(
