@@ -14,7 +14,9 @@ STAGE_VERSIONS: dict[str, int] = {
     "noise": 1,
     "score_noisy": 1,
     "noisy_baseline_table": 1,
-    "fit": 2,  # 2: perturbation rounded as z + noise * std (the paper's order)
+    # 2: perturbation rounded as z + noise * std (the paper's order)
+    # 3: on CPU, dipkit's BatchNorm / upsampling-backward kernels and fused Adam (fit.cpu_kernels)
+    "fit": 3,
     "aggregate_fits": 1,
     "table2": 1,
     "texture_features": 1,

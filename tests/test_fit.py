@@ -286,9 +286,10 @@ def test_final_output_is_paper_formula(w):
     if w not in (0.0,):
         assert (res.output.double() - rec).abs().max() > 1e-5
         assert (res.output.double() - out1.detach()).abs().max() > 1e-5
-    # the trained network is the twin
+    # the trained network is the twin (to rounding: on CPU the engine runs its own
+    # BatchNorm / upsampling kernels and the fused Adam)
     for p, q in zip(net.parameters(), twin.parameters()):
-        assert torch.equal(p, q)
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-12)
     assert net.training  # never switched to eval mode
 
 

@@ -37,17 +37,22 @@ def _setup(arch: str, opts: dict, size: int, dtype=torch.float64, device="cpu", 
 
 
 @pytest.mark.parametrize(
-    "arch,opts,channels",
+    "arch,opts,channels,size",
     [
-        ("hourglass", {"levels": 2, "width": 8}, 3),
-        ("deep_decoder", {"width": 8}, 1),
+        ("hourglass", {"levels": 2, "width": 8}, 3, 32),
+        ("conv_decoder_after", {"width": 8}, 3, 64),
+        # 128^2: a 4x4 input code (at 32^2 it is 1x1, its first BatchNorm sees four equal
+        # values and the gradients are rounding noise)
+        ("deep_decoder", {"width": 8}, 1, 128),
     ],
 )
-def test_engine_matches_reference_loop_float64(arch, opts, channels):
+def test_engine_matches_reference_loop_float64(arch, opts, channels, size):
+    """The engine -- with its CPU kernels and fused Adam -- against the reference loop
+    with PyTorch's kernels."""
     n = 6
     settings = FitSettings(iterations=n, ssim_every=2, reg_noise_std=1 / 30, exp_weight=0.99)
-    net, z, noisy, clean = _setup(arch, opts, 32, channels=channels)
-    twin = build_model(arch, channels, (32, 32), **opts).to(dtype=torch.float64)
+    net, z, noisy, clean = _setup(arch, opts, size, channels=channels)
+    twin = build_model(arch, channels, (size, size), **opts).to(dtype=torch.float64)
     twin.load_state_dict(net.state_dict())
 
     ours = fit(net, z, noisy, clean, settings, seed=9)

@@ -21,6 +21,7 @@ from dipkit.fit.device import (
     synchronize,
     tune_host_allocator,
 )
+from dipkit.fit.kernels import cpu_kernels
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.metrics import functional as fm
 
@@ -293,12 +294,14 @@ def _fit(
 
     net.train()
     params = list(net.parameters())
-    optimizer = torch.optim.Adam(params, lr=s.lr)
+    # dipkit's CPU kernels (eager, no autocast) and PyTorch's fused CPU Adam
+    fast_cpu = s.cpu_kernels and device.type == "cpu" and s.compile == "off" and s.autocast == "off"
+    optimizer = torch.optim.Adam(params, lr=s.lr, fused=True if fast_cpu else None)
     forward = net if s.compile == "off" else torch.compile(net, mode=s.compile)
     if s.autocast == "bf16":
         amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     else:
-        amp = contextlib.nullcontext()
+        amp = cpu_kernels(fast_cpu)  # reusable, like autocast
 
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)

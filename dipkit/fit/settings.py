@@ -74,6 +74,11 @@ class FitSettings:
         ``"reduce-overhead"`` -- which uses CUDA graphs --, ``"max-autotune-no-cudagraphs"``)
         for the network's forward pass. Off by default: its cold start exceeds what it saves
         in one fit (measured in ``benchmarks/fit_speed.py``).
+    :ivar bool cpu_kernels: on CPU, run bilinear x2 upsampling's backward pass and
+        train-mode BatchNorm on :mod:`dipkit.fit.kernels` and step with PyTorch's fused
+        Adam. The same functions in a different order of floating-point operations: in
+        float64 the trajectory matches PyTorch's kernels to rounding; in float32 it is
+        another, equally valid, chaotic trajectory. Ignored on CUDA.
     :ivar int backtrack_period: iterations ``i`` (0-based) with ``i % period == 0`` are
         exempt from backtracking (notebook: ``show_every = 100``).
     :ivar float backtrack_drop_db: PSNR drop that triggers backtracking (notebook: 5 dB).
@@ -93,6 +98,7 @@ class FitSettings:
     backtrack_drop_db: float = 5.0
     autocast: str = "off"
     compile: str = "off"
+    cpu_kernels: bool = True
 
     def __post_init__(self) -> None:
         def need(cond: bool, what: str) -> None:
