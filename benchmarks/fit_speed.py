@@ -12,7 +12,8 @@ Modes (each prints a Markdown table and, with ``--json``, writes the raw numbers
     engine's time its on-device SSIM takes at ``ssim_every``.
 ``throughput``
     Starts ``K`` fit processes of ``T`` threads each at once (layouts ``KxT``), releases them
-    together after their warm-up and reports fits per hour, relative to the first layout.
+    together after their warm-up and reports fits per hour, relative to the first layout
+    (``--loop reference``: the paper-like loop instead of the engine).
 ``batched``
     K fits of one architecture in one process (:func:`dipkit.fit.batched.fit_batch`, stacked
     parameters and ``vmap``) against one engine fit, in fits per hour.
@@ -195,23 +196,32 @@ def worker_main(jobs_json: str) -> None:
 
 def throughput_worker(job_json: str) -> None:
     """Build and warm up, say ready; then for each ``go T`` on stdin fit with T threads and
-    report the fit's start and end (CLOCK_MONOTONIC, comparable across processes)."""
+    report the fit's start and end (CLOCK_MONOTONIC, comparable across processes).
+
+    ``loop`` is ``engine`` (:func:`dipkit.fit.fit`) or ``reference`` (the paper-like loop,
+    in a process that never runs the engine, so with glibc's default allocator)."""
     import torch
 
     from dipkit.fit import FitSettings, fit
+    from dipkit.fit.reference import reference_fit
 
     job = json.loads(job_json)
     net, z, noisy, clean, hp, _ = build(job["method"], job["size"], job["device"], seed=job["index"])
-    settings = FitSettings(iterations=job["iterations"], **hp)
-    fit(net, z, noisy, clean, FitSettings(iterations=job["warmup"], **hp), seed=1)
+    if job.get("loop", "engine") == "reference":
+        def run(k, seed):
+            return reference_fit(net, z, noisy, clean, FitSettings(iterations=k, **hp), seed=seed)["wall_time_s"]
+    else:
+        def run(k, seed):
+            return fit(net, z, noisy, clean, FitSettings(iterations=k, **hp), seed=seed).wall_time_s
+    run(job["warmup"], 1)
     print("ready", flush=True)
     for line in sys.stdin:
         if not line.startswith("go"):
             break
         torch.set_num_threads(int(line.split()[1]))
         start = time.monotonic()
-        r = fit(net, z, noisy, clean, settings, seed=2)
-        print(json.dumps({"wall": r.wall_time_s, "start": start, "end": time.monotonic()}), flush=True)
+        wall = run(job["iterations"], 2)
+        print(json.dumps({"wall": wall, "start": start, "end": time.monotonic()}), flush=True)
 
 
 def _spawn(args: list[str], env_extra: dict | None = None, **kw) -> subprocess.Popen:
@@ -292,7 +302,7 @@ def mode_throughput(args, device: str) -> list[dict]:
     procs = []
     for index in range(max(k for k, _ in shapes)):  # started once, reused by every layout
         job = dict(method=args.method, size=args.size, device=device, index=index,
-                   iterations=args.iterations, warmup=args.warmup)
+                   iterations=args.iterations, warmup=args.warmup, loop=args.loop)
         procs.append(_spawn(["_throughput", json.dumps(job)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             env_extra={"OMP_NUM_THREADS": "1"}))
     rows = []
@@ -320,7 +330,8 @@ def mode_throughput(args, device: str) -> list[dict]:
                 pass
             p.wait(timeout=60)
     base = rows[0]["fits_per_hour"]
-    print(f"\nDevice: {machine_name(device)}; {args.method} at {args.size}², {args.iterations} iterations per fit "
+    print(f"\nDevice: {machine_name(device)}; {args.method} at {args.size}², {args.loop} loop, "
+          f"{args.iterations} iterations per fit "
           f"(fits/h extrapolated to {FIT_ITERATIONS}); {_dt.date.today()}\n")
     print("| processes x threads | fits per hour | vs first layout | one fit takes (s) |")
     print("|---|---|---|---|")
@@ -456,6 +467,7 @@ def main() -> None:
     p.add_argument("--ssim-every", type=int, default=100)
     p.add_argument("--rounds", type=int, default=None, help="per-fit: alternating rounds, the fastest is reported (CPU 3, CUDA 1)")
     p.add_argument("--layouts", nargs="+", default=None, help="throughput: KxT = K processes of T threads")
+    p.add_argument("--loop", default="engine", choices=["engine", "reference"], help="throughput: which fit loop")
     p.add_argument("--images", nargs="+", default=[], help="precision: image files")
     p.add_argument("--modes", nargs="+", default=["default", "reduce-overhead"], help="compile modes")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 2, 4, 8], help="batched: fits per batch")

@@ -27,7 +27,7 @@ The kernels compute the same functions -- only the order of the floating-point o
 differs: in float64 the fits agree with PyTorch's kernels to about 1e-12
 (``tests/test_fit_kernels.py``, ``tests/test_fit_reference.py``); in float32 the
 trajectories part after a few iterations, as any change of summation order does in DIP
-(see README, *Determinism*).
+(see README, *Noise, seeds and determinism*).
 """
 
 from __future__ import annotations

@@ -1,0 +1,43 @@
+"""``benchmarks/fit_speed.py`` runs end to end on tiny settings (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "fit_speed.py"
+
+
+def _run(tmp_path, *args: str) -> tuple[str, dict]:
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args, "--device", "cpu", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_per_fit_mode_times_reference_and_engine(tmp_path):
+    stdout, data = _run(tmp_path, "per-fit", "--sizes", "32", "--methods", "ours32", "deep_decoder",
+                        "--iterations", "2", "--ref-iterations", "2", "--warmup", "1", "--rounds", "1", "--threads", "1")
+    assert "Device: " in stdout and "| ours32 | 32² |" in stdout and "| deep_decoder | 32² |" in stdout
+    rows = {r["method"]: r for r in data["rows"]}
+    assert set(rows) == {"ours32", "deep_decoder"}
+    for r in rows.values():
+        assert r["ref_s_per_it"] > 0 and r["engine_s_per_it"] > 0 and r["speedup"] > 0
+        assert r["ref_peak"] > 0 and r["engine_peak"] > 0 and 0 < r["ssim_share"] < 1
+    assert rows["ours32"]["params"] == 58_339  # the paper's count for width 32, RGB
+
+
+@pytest.mark.parametrize("loop", ["engine", "reference"])
+def test_throughput_mode_runs_both_layouts(tmp_path, loop):
+    stdout, data = _run(tmp_path, "throughput", "--method", "ours32", "--size", "32", "--iterations", "3",
+                        "--warmup", "1", "--layouts", "1x2", "2x1", "--loop", loop)
+    assert f"{loop} loop" in stdout
+    rows = data["rows"]
+    assert [r["layout"] for r in rows] == ["1x2", "2x1"]
+    assert rows[0]["ratio"] == 1.0 and all(r["fits_per_hour"] > 0 for r in rows)
