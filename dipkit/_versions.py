@@ -15,7 +15,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "score_noisy": 1,
     "noisy_baseline_table": 1,
     # 2: perturbation rounded as z + noise * std (the paper's order)
-    # 3: on CPU, dipkit's BatchNorm / upsampling-backward kernels and fused Adam (fit.cpu_kernels)
+    # 3: on CPU, channels-last layout (fit.cpu_layout), its perturbation order, fused Adam
     "fit": 3,
     "aggregate_fits": 1,
     "table2": 1,

@@ -110,7 +110,7 @@ def _run_fit_on(net, dev, dtype, clean, noisy, spec, seed, progress):
         deterministic=spec["deterministic"],
         autocast=spec.get("autocast", "off"),
         compile=spec.get("compile", "off"),
-        cpu_kernels=spec.get("cpu_kernels", True),
+        cpu_layout=spec.get("cpu_layout", "auto"),
     )
     result = fit(
         net,

@@ -286,10 +286,12 @@ def test_final_output_is_paper_formula(w):
     if w not in (0.0,):
         assert (res.output.double() - rec).abs().max() > 1e-5
         assert (res.output.double() - out1.detach()).abs().max() > 1e-5
-    # the trained network is the twin (to rounding: on CPU the engine runs its own
-    # BatchNorm / upsampling kernels and the fused Adam)
+    # the trained network is the twin, to rounding: on CPU the engine runs in channels-last
+    # with the fused Adam. Biases of convolutions just before a BatchNorm have gradients that
+    # are rounding noise (~1e-16), which Adam's first step turns into moves of up to
+    # lr * |g| / eps ~ 1e-9; every other parameter moves by ~lr = 0.05.
     for p, q in zip(net.parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=1e-12)
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-8)
     assert net.training  # never switched to eval mode
 
 

@@ -21,11 +21,10 @@ from dipkit.fit.device import (
     synchronize,
     tune_host_allocator,
 )
-from dipkit.fit.kernels import cpu_kernels
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.metrics import functional as fm
 
-__all__ = ["fit", "make_input"]
+__all__ = ["fit", "make_input", "resolve_cpu_layout"]
 
 #: The paper's PSNR convention: images in [0, 1].
 _PSNR_DATA_RANGE = 1.0
@@ -244,7 +243,9 @@ def fit(
 
     :param torch.nn.Module net: network on the same device and dtype as the images. It is
         put in train mode (BatchNorm uses batch statistics throughout, as in the paper's
-        code) and its parameters are trained in place.
+        code) and its parameters are trained in place. On CPU its 4-D weights are in the
+        layout of ``settings.cpu_layout`` during the fit (see :func:`resolve_cpu_layout`)
+        and back in PyTorch's default layout afterwards.
     :param torch.Tensor z: input code ``[1, C_in, h, w]`` (see :func:`make_input`).
     :param torch.Tensor noisy: target ``[1, C, H, W]`` in ``[0, 1]``.
     :param clean: ground truth ``[1, C, H, W]``, or ``None`` (then the PSNR/SSIM vs clean
@@ -272,8 +273,35 @@ def fit(
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     cuda_ctx = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-    with cuda_ctx, backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32):
-        return _fit(net, z, noisy, clean, settings, int(seed), progress, device)
+    layout = resolve_cpu_layout(net, settings.cpu_layout) if device.type == "cpu" else "nchw"
+    with cuda_ctx, backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32), \
+            _network_layout(net, layout):
+        return _fit(net, z, noisy, clean, settings, int(seed), progress, device, layout)
+
+
+def resolve_cpu_layout(net: nn.Module, setting: str = "auto") -> str:
+    """The memory layout of a CPU fit of ``net``: ``"channels_last"`` or ``"nchw"``.
+
+    ``setting`` is :attr:`FitSettings.cpu_layout`; ``"auto"`` gives channels-last unless a
+    module of ``net`` has ``cpu_channels_last = False`` (the FIR upsamplers, measured slower).
+    """
+    if setting != "auto":
+        return setting
+    return "channels_last" if all(getattr(m, "cpu_channels_last", True) for m in net.modules()) else "nchw"
+
+
+@contextlib.contextmanager
+def _network_layout(net: nn.Module, layout: str):
+    """``net``'s 4-D weights in channels-last for the block, back in the default layout after
+    (the same :class:`~torch.nn.Parameter` objects and values; only the strides change)."""
+    if layout != "channels_last":
+        yield
+        return
+    net.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        net.to(memory_format=torch.contiguous_format)
 
 
 def _fit(
@@ -285,6 +313,7 @@ def _fit(
     seed: int,
     progress: ProgressFn | None,
     device: torch.device,
+    layout: str = "nchw",
 ) -> FitResult:
     n = int(s.iterations)
     w = float(s.exp_weight)
@@ -294,19 +323,22 @@ def _fit(
 
     net.train()
     params = list(net.parameters())
-    # dipkit's CPU kernels (eager, no autocast) and PyTorch's fused CPU Adam
-    fast_cpu = s.cpu_kernels and device.type == "cpu" and s.compile == "off" and s.autocast == "off"
-    optimizer = torch.optim.Adam(params, lr=s.lr, fused=True if fast_cpu else None)
+    # PyTorch's fused Adam on CPU: one kernel instead of a dozen small ops per parameter
+    optimizer = torch.optim.Adam(params, lr=s.lr, fused=True if device.type == "cpu" else None)
     forward = net if s.compile == "off" else torch.compile(net, mode=s.compile)
     if s.autocast == "bf16":
         amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     else:
-        amp = cpu_kernels(fast_cpu)  # reusable, like autocast
+        amp = contextlib.nullcontext()
 
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
+    if layout == "channels_last":
+        z = z.contiguous(memory_format=torch.channels_last)
     if std > 0:
-        noise = torch.empty_like(z)
+        # drawn in NCHW order whatever the layout, so both layouts (and the reference loop)
+        # see the same perturbation; channels-last pays one transposing copy for it
+        noise = torch.empty(z.shape, dtype=z.dtype, device=device)
         z_in = torch.empty_like(z)
 
     # Preallocated device-side records, fetched once after the loop.
@@ -336,8 +368,11 @@ def _fit(
         optimizer.zero_grad(set_to_none=True)
         if std > 0:
             noise.normal_(generator=gen)
-            torch.mul(noise, std, out=z_in)  # z + noise * std, rounded as the paper's code
-            z_in.add_(z)
+            if layout == "channels_last":
+                z_in.copy_(noise).mul_(std)
+            else:
+                torch.mul(noise, std, out=z_in)
+            z_in.add_(z)  # z + noise * std, rounded as the paper's code
             inp = z_in
         else:
             inp = z
@@ -460,7 +495,7 @@ def _fit(
         psnr_peak, peak_it, psnr_peak_raw = math.nan, None, math.nan
 
     return FitResult(
-        output=final.detach().to(device="cpu", dtype=torch.float32),
+        output=final.detach().to(device="cpu", dtype=torch.float32).contiguous(),
         trajectory=trajectory,
         ssim_trajectory=ssim_trajectory,
         psnr_last=psnr_last,

@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["AUTOCAST_MODES", "COMPILE_MODES", "FitDivergedError", "FitOutOfMemoryError", "FitResult", "FitSettings"]
+__all__ = ["AUTOCAST_MODES", "COMPILE_MODES", "CPU_LAYOUTS", "FitDivergedError", "FitOutOfMemoryError", "FitResult", "FitSettings"]
 
 #: Values of :attr:`FitSettings.autocast`.
 AUTOCAST_MODES = ("off", "bf16")
 #: Values of :attr:`FitSettings.compile` (``"off"`` or a ``torch.compile`` mode).
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
+#: Values of :attr:`FitSettings.cpu_layout`.
+CPU_LAYOUTS = ("auto", "channels_last", "nchw")
 
 
 def _is_int(value: object) -> bool:
@@ -74,11 +76,14 @@ class FitSettings:
         ``"reduce-overhead"`` -- which uses CUDA graphs --, ``"max-autotune-no-cudagraphs"``)
         for the network's forward pass. Off by default: its cold start exceeds what it saves
         in one fit (measured in ``benchmarks/fit_speed.py``).
-    :ivar bool cpu_kernels: on CPU, run bilinear x2 upsampling's backward pass and
-        train-mode BatchNorm on :mod:`dipkit.fit.kernels` and step with PyTorch's fused
-        Adam. The same functions in a different order of floating-point operations: in
-        float64 the trajectory matches PyTorch's kernels to rounding; in float32 it is
-        another, equally valid, chaotic trajectory. Ignored on CUDA.
+    :ivar str cpu_layout: memory layout of the network's weights and activations in a CPU
+        fit: ``"channels_last"`` (NHWC), ``"nchw"`` (PyTorch's default) or ``"auto"`` (the
+        default: channels-last unless a module of the network sets
+        ``cpu_channels_last = False``, as the FIR upsamplers do). On this kind of CPU
+        oneDNN's convolutions and PyTorch's BatchNorm and bilinear kernels are faster in
+        channels-last (README, Fit speed). The same arithmetic in another order: in
+        float64 the trajectory matches NCHW to rounding, in float32 it is another, equally
+        valid, chaotic trajectory. Ignored on CUDA.
     :ivar int backtrack_period: iterations ``i`` (0-based) with ``i % period == 0`` are
         exempt from backtracking (notebook: ``show_every = 100``).
     :ivar float backtrack_drop_db: PSNR drop that triggers backtracking (notebook: 5 dB).
@@ -98,7 +103,7 @@ class FitSettings:
     backtrack_drop_db: float = 5.0
     autocast: str = "off"
     compile: str = "off"
-    cpu_kernels: bool = True
+    cpu_layout: str = "auto"
 
     def __post_init__(self) -> None:
         def need(cond: bool, what: str) -> None:
@@ -122,6 +127,8 @@ class FitSettings:
              f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {self.autocast!r}")
         need(self.compile in COMPILE_MODES,
              f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        need(self.cpu_layout in CPU_LAYOUTS,
+             f"cpu_layout must be one of {', '.join(CPU_LAYOUTS)}, got {self.cpu_layout!r}")
         need(self.backtrack_drop_db > 0, f"backtrack_drop_db must be > 0, got {self.backtrack_drop_db!r}")
 
     def to_dict(self) -> dict[str, Any]:

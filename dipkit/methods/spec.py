@@ -3,7 +3,7 @@
 A fit spec is a plain, JSON-serialisable dict holding everything that defines a fit's
 result except the seed: architecture and its options (with the per-image width filled
 in), iterations, learning rate, EMA weight, input perturbation and scale, SSIM cadence,
-backtracking, dtype and kernels. The workflow passes it to the fit rule as a param, so changing
+backtracking, dtype and CPU layout. The workflow passes it to the fit rule as a param, so changing
 any of these for one method reruns exactly that method's fits. Torch-free.
 """
 
@@ -24,7 +24,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "deterministic": False,
     "autocast": "off",
     "compile": "off",
-    "cpu_kernels": True,
+    "cpu_layout": "auto",
 }
 
 
@@ -58,6 +58,6 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         "deterministic": bool(cfg["deterministic"]),
         "autocast": str(cfg["autocast"]),
         "compile": str(cfg["compile"]),
-        "cpu_kernels": bool(cfg["cpu_kernels"]),
+        "cpu_layout": str(cfg["cpu_layout"]),
         **({"search": dict(method.search)} if method.kind == "isnas" else {}),
     }
