@@ -15,8 +15,9 @@ STAGE_VERSIONS: dict[str, int] = {
     "score_noisy": 1,
     "noisy_baseline_table": 1,
     # 2: perturbation rounded as z + noise * std (the paper's order)
-    # 3: on CPU, channels-last layout (fit.cpu_layout), its perturbation order, fused Adam
-    "fit": 3,
+    # 3: on CPU, hand-written BatchNorm / upsampling kernels and fused Adam (3fbc208)
+    # 4: on CPU, channels-last layout (fit.cpu_layout) and fused Adam instead
+    "fit": 4,
     "aggregate_fits": 1,
     "table2": 1,
     "texture_features": 1,
