@@ -8,8 +8,9 @@ Modes (each prints a Markdown table and, with ``--json``, writes the raw numbers
     :func:`dipkit.fit.fit` on the same network, image and seed, each in a fresh process
     (on CUDA, one process per loop kind), after warm-up iterations. Prints seconds per
     iteration, seconds per 3000-iteration fit (extrapolated from the measured iterations),
-    iterations per second, peak memory, the engine / reference ratio, and the share of the
-    engine's time its on-device SSIM takes at ``ssim_every``.
+    iterations per second, peak memory, the engine / reference ratio (medians over
+    ``--rounds`` alternating rounds, with each round's own ratio beside it), and the share of
+    the engine's time its on-device SSIM takes at ``ssim_every``.
 ``throughput``
     Starts ``K`` fit processes of ``T`` threads each at once (layouts ``KxT``), releases them
     together after their warm-up and reports fits per hour, relative to the first layout
@@ -256,7 +257,7 @@ def mode_per_fit(args, device: str) -> list[dict]:
                 jobs.append(dict(method=m, size=size, loop=loop, iterations=n, warmup=args.warmup,
                                  device=device, threads=threads, ssim_every=args.ssim_every))
     results = []
-    for _ in range(args.rounds):  # alternate the loops; the fastest round is reported
+    for _ in range(args.rounds):  # alternate the loops; medians over the rounds are reported
         if cuda:  # CUDA peaks are reset per measurement: one process per loop kind
             for loop in ("reference", "engine"):
                 results += run_jobs([j for j in jobs if j["loop"] == loop])
@@ -267,31 +268,35 @@ def mode_per_fit(args, device: str) -> list[dict]:
     by = {}
     for r in results:
         by.setdefault((r["method"], r["size"], r["loop"]), []).append(r)
-    # the minimum over rounds: other load on the machine only ever adds time
-    by = {k: dict(v[0], s_per_it=min(x["s_per_it"] for x in v),
+    # Medians over the rounds, and each round's reference / engine ratio: on a shared machine
+    # load comes in episodes of seconds to minutes, so the two loops of one round see similar
+    # load, while the fastest reference and the fastest engine may come from different rounds.
+    rounds = {k: [x["s_per_it"] for x in v] for k, v in by.items()}
+    by = {k: dict(v[0], s_per_it=statistics.median(x["s_per_it"] for x in v),
                   peak_bytes=max(x["peak_bytes"] for x in v)) for k, v in by.items()}
     print(f"\nDevice: {machine_name(device)}; {threads} thread(s) per fit; {_dt.date.today()}")
     def its(n):
         return str(n) if n else "3-50 (about 4 s)"
 
     print(f"Reference: {its(args.ref_iterations)} iterations, engine: {its(args.iterations)}, after {args.warmup} "
-          f"warm-up; fastest of {args.rounds} alternating round(s); s/fit = s/it x {FIT_ITERATIONS}.\n")
+          f"warm-up; medians of {args.rounds} alternating round(s); s/fit = s/it x {FIT_ITERATIONS}.\n")
     print("| method | size | params | reference s/it | dipkit s/it | reference s/fit | dipkit s/fit | dipkit it/s "
-          "| speed-up | peak MiB ref / dipkit | SSIM share (every {}) |".format(args.ssim_every))
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| speed-up | per round | peak MiB ref / dipkit | SSIM share (every {}) |".format(args.ssim_every))
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for size in args.sizes:
         for m in args.methods:
             ref, eng = by[(m, size, "reference")], by[(m, size, "engine")]
             ratio = ref["s_per_it"] / eng["s_per_it"]
+            per_round = [a / b for a, b in zip(rounds[(m, size, "reference")], rounds[(m, size, "engine")])]
             share = eng["ssim_call_s"] / (args.ssim_every * eng["s_per_it"])
             rows.append(dict(method=m, size=size, params=eng["params"], ref_s_per_it=ref["s_per_it"],
-                             engine_s_per_it=eng["s_per_it"], speedup=ratio, ssim_share=share,
-                             ref_peak=ref["peak_bytes"], engine_peak=eng["peak_bytes"]))
+                             engine_s_per_it=eng["s_per_it"], speedup=ratio, speedup_per_round=per_round,
+                             ssim_share=share, ref_peak=ref["peak_bytes"], engine_peak=eng["peak_bytes"]))
             print(f"| {m} | {size}² | {eng['params']:,} | {ref['s_per_it']:.4f} | {eng['s_per_it']:.4f} "
                   f"| {ref['s_per_it'] * FIT_ITERATIONS:,.0f} | {eng['s_per_it'] * FIT_ITERATIONS:,.1f} "
-                  f"| {1 / eng['s_per_it']:,.1f} | {ratio:.2f}× | {_mib(ref['peak_bytes'])} / {_mib(eng['peak_bytes'])} "
-                  f"| {100 * share:.2f} % |")
+                  f"| {1 / eng['s_per_it']:,.1f} | {ratio:.2f}× | {' / '.join(f'{x:.2f}' for x in per_round)} "
+                  f"| {_mib(ref['peak_bytes'])} / {_mib(eng['peak_bytes'])} | {100 * share:.2f} % |")
     return rows
 
 
@@ -465,7 +470,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="threads per fit (default: CPU all cores, CUDA 1)")
     p.add_argument("--ssim-every", type=int, default=100)
-    p.add_argument("--rounds", type=int, default=None, help="per-fit: alternating rounds, the fastest is reported (CPU 3, CUDA 1)")
+    p.add_argument("--rounds", type=int, default=None, help="per-fit: alternating rounds, medians are reported (CPU 3, CUDA 1)")
     p.add_argument("--layouts", nargs="+", default=None, help="throughput: KxT = K processes of T threads")
     p.add_argument("--loop", default="engine", choices=["engine", "reference"], help="throughput: which fit loop")
     p.add_argument("--images", nargs="+", default=[], help="precision: image files")

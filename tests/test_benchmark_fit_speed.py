@@ -29,6 +29,7 @@ def test_per_fit_mode_times_reference_and_engine(tmp_path):
     assert set(rows) == {"ours32", "deep_decoder"}
     for r in rows.values():
         assert r["ref_s_per_it"] > 0 and r["engine_s_per_it"] > 0 and r["speedup"] > 0
+        assert r["speedup_per_round"] == [pytest.approx(r["speedup"])]  # one round
         assert r["ref_peak"] > 0 and r["engine_peak"] > 0 and 0 < r["ssim_share"] < 1
     assert rows["ours32"]["params"] == 58_339  # the paper's count for width 32, RGB
 
