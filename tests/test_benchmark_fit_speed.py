@@ -23,7 +23,8 @@ def _run(tmp_path, *args: str) -> tuple[str, dict]:
 
 def test_per_fit_mode_times_reference_and_engine(tmp_path):
     stdout, data = _run(tmp_path, "per-fit", "--sizes", "32", "--methods", "ours32", "deep_decoder",
-                        "--iterations", "2", "--ref-iterations", "2", "--warmup", "1", "--rounds", "1", "--threads", "1")
+                        "--iterations", "2", "--ref-iterations", "2", "--warmup", "1", "--rounds", "1",
+                        "--threads", "1")
     assert "Device: " in stdout and "| ours32 | 32² |" in stdout and "| deep_decoder | 32² |" in stdout
     rows = {r["method"]: r for r in data["rows"]}
     assert set(rows) == {"ours32", "deep_decoder"}

@@ -11,7 +11,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["AUTOCAST_MODES", "COMPILE_MODES", "CPU_LAYOUTS", "FitDivergedError", "FitOutOfMemoryError", "FitResult", "FitSettings"]
+__all__ = [
+    "AUTOCAST_MODES",
+    "COMPILE_MODES",
+    "CPU_LAYOUTS",
+    "FitDivergedError",
+    "FitOutOfMemoryError",
+    "FitResult",
+    "FitSettings",
+]
 
 #: Values of :attr:`FitSettings.autocast`.
 AUTOCAST_MODES = ("off", "bf16")

@@ -3,8 +3,8 @@
 A fit spec is a plain, JSON-serialisable dict holding everything that defines a fit's
 result except the seed: architecture and its options (with the per-image width filled
 in), iterations, learning rate, EMA weight, input perturbation and scale, SSIM cadence,
-backtracking, dtype and CPU layout. The workflow passes it to the fit rule as a param, so changing
-any of these for one method reruns exactly that method's fits. Torch-free.
+backtracking, dtype and CPU layout. The workflow passes it to the fit rule as a param, so
+changing any of these for one method reruns exactly that method's fits. Torch-free.
 """
 
 from __future__ import annotations
