@@ -366,8 +366,8 @@ def mode_batched(args, device: str) -> list[dict]:
         nets, zs, ys, xs, hps = parts[0], parts[1], parts[2], parts[3], parts[4]
         fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.warmup, **hps[0]), seeds=list(range(k)))
         out = fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.iterations, **hps[0]), seeds=list(range(k)))
-        fph = fits_per_hour(k, out[0]["wall_time_s"], args.iterations)
-        rows.append(dict(layout=f"batched, {k} fits", fits=k, wall_s=out[0]["wall_time_s"], fits_per_hour=fph,
+        fph = fits_per_hour(k, out[0].wall_time_s, args.iterations)
+        rows.append(dict(layout=f"batched, {k} fits", fits=k, wall_s=out[0].wall_time_s, fits_per_hour=fph,
                          ratio=fph / base))
         print(f"  batched {k}: {fph:.0f} fits/h", file=sys.stderr, flush=True)
         del cases, parts, nets, zs, ys, xs, out

@@ -43,3 +43,10 @@ def test_throughput_mode_runs_both_layouts(tmp_path, loop):
     rows = data["rows"]
     assert [r["layout"] for r in rows] == ["1x2", "2x1"]
     assert rows[0]["ratio"] == 1.0 and all(r["fits_per_hour"] > 0 for r in rows)
+
+
+def test_batched_mode_runs(tmp_path):
+    stdout, data = _run(tmp_path, "batched", "--method", "ours32", "--size", "32", "--iterations", "3",
+                        "--warmup", "1", "--batches", "2", "--threads", "1")
+    assert "| batched, 2 fits |" in stdout
+    assert [r["fits"] for r in data["rows"]] == [1, 2] and all(r["fits_per_hour"] > 0 for r in data["rows"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dipkit.fit import FitSettings, fit, make_input
+from dipkit.fit import FitResult, FitSettings, fit, make_input
 from dipkit.fit.batched import fit_batch
 from dipkit.models import build_model
 from tests.conftest import synthetic_image
@@ -26,7 +26,7 @@ def _case(j, device, dtype=torch.float64, size=32):
 
 
 def test_batched_fits_equal_separate_fits_in_float64(device):
-    settings = FitSettings(iterations=5, reg_noise_std=1 / 30, exp_weight=0.99)
+    settings = FitSettings(iterations=5, ssim_every=2, reg_noise_std=1 / 30, exp_weight=0.99)
     cases = [_case(j, device) for j in range(3)]
     twins = []
     for net, *_ in cases:
@@ -37,11 +37,24 @@ def test_batched_fits_equal_separate_fits_in_float64(device):
                       settings, seeds=[11, 12, 13])
     for j, (_, z, noisy, clean) in enumerate(cases):
         alone = fit(twins[j], z, noisy, clean, settings, seed=11 + j)
-        np.testing.assert_allclose(batch[j]["loss"], alone.trajectory["loss"], rtol=1e-9)
-        np.testing.assert_allclose(batch[j]["psnr_ema"], alone.trajectory["psnr_ema"], atol=1e-7)
-        np.testing.assert_allclose(batch[j]["psnr_raw"], alone.trajectory["psnr_raw"], atol=1e-7)
-        np.testing.assert_allclose(batch[j]["output"].numpy(), alone.output.numpy(), atol=1e-6)
-        assert batch[j]["psnr_last"] == pytest.approx(alone.psnr_last, abs=1e-5)
+        got = batch[j]
+        assert isinstance(got, FitResult) and got.seed == 11 + j and got.iterations == 5
+        np.testing.assert_allclose(got.trajectory["loss"], alone.trajectory["loss"], rtol=1e-9)
+        for key in ("psnr_ema", "psnr_raw", "psnr_noisy"):
+            np.testing.assert_allclose(got.trajectory[key], alone.trajectory[key], atol=1e-7, err_msg=key)
+        np.testing.assert_array_equal(got.trajectory["iteration"], alone.trajectory["iteration"])
+        np.testing.assert_array_equal(got.ssim_trajectory["iteration"], [2, 4, 5])
+        np.testing.assert_allclose(got.ssim_trajectory["ssim"], alone.ssim_trajectory["ssim"], atol=1e-8)
+        np.testing.assert_allclose(got.output.numpy(), alone.output.numpy(), atol=1e-6)
+        for key in ("psnr_last", "ssim_last", "ssim_last_paper", "psnr_peak", "psnr_peak_raw", "psnr_input"):
+            assert getattr(got, key) == pytest.approx(getattr(alone, key), abs=1e-5), key
+        assert got.psnr_peak_iteration == alone.psnr_peak_iteration
+
+
+def test_batched_fit_refuses_backtracking():
+    net, z, noisy, clean = _case(0, "cpu")
+    with pytest.raises(ValueError, match="backtracking"):
+        fit_batch([net], [z], [noisy], [clean], FitSettings(iterations=1, backtracking=True), seeds=[1])
 
 
 def test_batched_fit_rejects_mismatched_inputs():

@@ -9,9 +9,11 @@ parameters (Adam is element-wise, so this is K Adams). BatchNorm normalises each
 activations separately. Each fit keeps its own perturbation generator. In float64 the results
 equal K calls of :func:`dipkit.fit.fit` up to rounding (``tests/test_fit_batched.py``).
 
-Scope: the paper's loop without backtracking; it records loss and PSNR trajectories (no SSIM
-trajectory) and checks for NaN once, after the loop. Used by ``benchmarks/fit_speed.py
-throughput --batched``; the pipeline runs one fit per job.
+Each fit gets the same :class:`~dipkit.fit.FitResult` as :func:`dipkit.fit.fit` gives: loss and
+PSNR trajectories every iteration, SSIM of the smoothed output every ``ssim_every`` iterations
+and at the last, the scored output and its scores. Scope: the paper's loop without
+backtracking, NCHW layout, NaN checked once after the loop. Used by ``benchmarks/fit_speed.py
+batched``; the pipeline runs one fit per job.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dipkit.fit.device import backend_flags, describe_device, synchronize, tune_host_allocator
-from dipkit.fit.engine import _psnr_from_sse
-from dipkit.fit.settings import FitDivergedError, FitSettings
+from dipkit.fit.device import backend_flags, peak_memory, reset_peak_memory, synchronize, tune_host_allocator
+from dipkit.fit.engine import _fit_result
+from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.metrics import functional as fm
 
 __all__ = ["fit_batch"]
@@ -40,23 +42,25 @@ def fit_batch(
     clean: Sequence[torch.Tensor],
     settings: FitSettings,
     seeds: Sequence[int],
-) -> list[dict]:
+) -> list[FitResult]:
     """Fit K networks of one architecture, each to its own image, at once.
 
     :param nets: K networks with the same structure (different weights), on one device.
     :param zs: K input codes ``[1, C_in, h, w]``.
     :param noisy: K targets ``[1, C, H, W]`` (same shape).
     :param clean: K ground truths ``[1, C, H, W]``.
-    :param settings: ``iterations``, ``lr``, ``reg_noise_std``, ``exp_weight``, ``tf32`` and
-        ``deterministic`` are used.
+    :param settings: as for :func:`dipkit.fit.fit`, without ``backtracking``; ``autocast``,
+        ``compile`` and ``cpu_layout`` are not used.
     :param seeds: K perturbation seeds (as ``seed`` of :func:`dipkit.fit.fit`).
-    :return: per fit a dict with ``loss``, ``psnr_raw``, ``psnr_ema`` (numpy, one value per
-        iteration), ``output`` (``[1, C, H, W]`` CPU float32) and ``psnr_last``; every dict
-        also carries the batch's ``wall_time_s`` and ``device``.
+    :return: one :class:`~dipkit.fit.FitResult` per fit; ``wall_time_s`` and the peak memory
+        are the batch's.
+    :raises FitDivergedError: naming the fit whose loss or output is not finite.
     """
     k = len(nets)
     if not (k == len(zs) == len(noisy) == len(clean) == len(seeds)) or k < 1:
         raise ValueError("fit_batch needs equally many networks, codes, images and seeds (at least one)")
+    if settings.backtracking:
+        raise ValueError("fit_batch does not implement backtracking; use dipkit.fit.fit")
     for net in nets:
         for m in net.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
@@ -90,11 +94,16 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
         g.manual_seed(int(seed))
         gens.append(g)
     noise, z_in = torch.empty_like(z), torch.empty_like(z)
-    rec = torch.full((3, k, n), math.nan, dtype=torch.float64, device=device)  # loss, sse raw, sse ema
+    # rows as the engine's: loss, SSE(raw, clean), SSE(smoothed, clean), SSE(raw, noisy)
+    rec = torch.full((4, k, n), math.nan, dtype=torch.float64, device=device)
+    every = s.ssim_every
+    ssim_iters = [i for i in range(1, n + 1) if (every and i % every == 0) or i == n]
+    ssim_slot = {i: j for j, i in enumerate(ssim_iters)}
+    ssim_vals = torch.full((len(ssim_iters), k), math.nan, dtype=torch.float64, device=device)
     dims = tuple(range(1, y.dim()))
-    numel = y[0].numel()
     out_avg = None
 
+    reset_peak_memory(device)
     synchronize(device)
     t0 = time.perf_counter()
     for i in range(n):
@@ -114,6 +123,7 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
             o = out.detach()
             rec[0, :, i] = losses.detach()
             rec[1, :, i] = ((o - x) ** 2).sum(dim=dims, dtype=torch.float64)
+            rec[3, :, i] = ((o - y) ** 2).sum(dim=dims, dtype=torch.float64)
             if out_avg is None:
                 out_avg = o.clone()
             elif w == 0.0:
@@ -121,29 +131,25 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
             else:
                 out_avg.mul_(w).add_(o, alpha=1.0 - w)
             rec[2, :, i] = ((out_avg - x) ** 2).sum(dim=dims, dtype=torch.float64)
+            slot = ssim_slot.get(i + 1)
+            if slot is not None:
+                ssim_vals[slot] = fm.ssim(out_avg.flatten(0, 1), x.flatten(0, 1), s.ssim_data_range)
         optimizer.step()
     with torch.no_grad():
         final_raw = forward(params, buffers, z)
         final = final_raw if w == 0.0 else out_avg * w + final_raw * (1.0 - w)
     synchronize(device)
     wall = time.perf_counter() - t0
+    peak = peak_memory(device)
 
     host = rec.cpu().numpy()
-    psnr = _psnr_from_sse(host[1:], numel)
-    psnr_last = fm.psnr(final, x, 1.0).cpu().numpy()  # [K], as the engine scores its output
+    ssim_host = ssim_vals.cpu().numpy()
     results = []
     for j in range(k):
         if not np.isfinite(host[0, j]).all() or not bool(torch.isfinite(final[j]).all()):
             bad = np.flatnonzero(~np.isfinite(host[0, j]))
             it = int(bad[0]) + 1 if bad.size else n + 1
             raise FitDivergedError(f"fit {j} of the batch diverged: the loss is not finite at iteration {it} of {n}", it)
-        results.append({
-            "loss": host[0, j].copy(),
-            "psnr_raw": psnr[0, j].copy(),
-            "psnr_ema": psnr[1, j].copy(),
-            "output": final[j].detach().to("cpu", torch.float32),
-            "psnr_last": float(psnr_last[j]),
-            "wall_time_s": wall,
-            "device": describe_device(device),
-        })
+        results.append(_fit_result(host[:, j], ssim_iters, ssim_host[:, j], final[j], y[j], x[j], s, int(seeds[j]),
+                                   wall=wall, device=device, peak=peak))
     return results

@@ -458,6 +458,37 @@ def _fit(
             f"fit diverged: the final output net(z) is not finite after {n} iterations", n + 1
         )
 
+    return _fit_result(
+        rec_host, ssim_iters, ssim_vals.cpu().numpy(), final, noisy, clean, s, seed,
+        wall=wall, device=device, peak=(peak_bytes, peak_kind), backtrack_iters=backtrack_iters,
+    )
+
+
+def _fit_result(
+    rec_host: np.ndarray,
+    ssim_iters: Sequence[int],
+    ssim_vals: np.ndarray,
+    final: torch.Tensor,
+    noisy: torch.Tensor,
+    clean: torch.Tensor | None,
+    s: FitSettings,
+    seed: int,
+    *,
+    wall: float,
+    device: torch.device,
+    peak: tuple[int, str],
+    backtrack_iters: Sequence[int] = (),
+) -> FitResult:
+    """The :class:`FitResult` of one finished fit (shared with :mod:`dipkit.fit.batched`).
+
+    :param rec_host: ``[4, n]`` float64 records per iteration: loss, SSE(raw, clean),
+        SSE(smoothed, clean), SSE(raw, noisy).
+    :param ssim_iters: the 1-based iterations of ``ssim_vals`` (SSIM of the smoothed output).
+    :param final: the scored output ``[1, C, H, W]`` on the fit's device.
+    """
+    n = rec_host.shape[1]
+    numel = noisy.numel()
+    has_clean = clean is not None
     iteration = np.arange(1, n + 1, dtype=np.int64)
     psnr_noisy_traj = _psnr_from_sse(rec_host[3], numel)
     if has_clean:
@@ -475,7 +506,7 @@ def _fit(
     }
     ssim_trajectory = {
         "iteration": np.asarray(ssim_iters, dtype=np.int64),
-        "ssim": ssim_vals.cpu().numpy(),
+        "ssim": np.asarray(ssim_vals, dtype=np.float64),
     }
 
     if has_clean:
@@ -507,8 +538,8 @@ def _fit(
         psnr_input=psnr_input,
         wall_time_s=wall,
         device=describe_device(device),
-        peak_memory_bytes=peak_bytes,
-        peak_memory_kind=peak_kind,
+        peak_memory_bytes=peak[0],
+        peak_memory_kind=peak[1],
         backtracks=len(backtrack_iters),
         iterations=n,
         backtrack_iterations=tuple(backtrack_iters),
