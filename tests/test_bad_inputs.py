@@ -186,14 +186,19 @@ def test_bad_image_file_is_named_and_nothing_is_half_written(case, data_run):
     assert _leftovers(work / "results") == []
 
 
-def test_image_too_small_for_the_network_names_method_and_size(tmp_path):
+def _run_one_image(tmp_path, name: str, size: int, methods: dict):
+    """The workflow on a user folder with one synthetic RGB image (Gaussian sigma 25), allowed
+    to fail: ``(work dir, completed process)``."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    save_png(folder / "tiny.png", synthetic_image(32, 32, 3, seed=0))
+    save_png(folder / name, synthetic_image(size, size, 3, seed=0))
     work = tmp_path / "work"
-    cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}},
-                               "methods": {"dip": {"iterations": 2}}})
-    proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+    cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}}, "methods": methods})
+    return work, run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+
+
+def test_image_too_small_for_the_network_names_method_and_size(tmp_path):
+    work, proc = _run_one_image(tmp_path, "tiny.png", 32, {"dip": {"iterations": 2}})
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "method dip (architecture dip), image 32x32: image size 32x32" in out, out[-3000:]
@@ -229,13 +234,7 @@ def test_http_timeout_is_named(tmp_path):
 
 
 def test_diverging_fit_names_the_iteration_and_writes_nothing(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    save_png(folder / "a.png", synthetic_image(64, 64, 3, seed=0))
-    work = tmp_path / "work"
-    cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}},
-                               "methods": {"ours": {"width": 8, "lr": 1.0e20, "iterations": 5}}})
-    proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+    work, proc = _run_one_image(tmp_path, "a.png", 64, {"ours": {"width": 8, "lr": 1.0e20, "iterations": 5}})
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert re.search(r"FitDivergedError: fit diverged: the loss is not finite \(nan\) at iteration \d of 5", out), out[-3000:]

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from dipkit.fit.device import backend_flags, peak_memory, reset_peak_memory, synchronize, tune_host_allocator
-from dipkit.fit.engine import _fit_result
+from dipkit.fit.engine import _fit_result, ssim_iterations
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.metrics import functional as fm
 
@@ -96,8 +96,7 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
     noise, z_in = torch.empty_like(z), torch.empty_like(z)
     # rows as the engine's: loss, SSE(raw, clean), SSE(smoothed, clean), SSE(raw, noisy)
     rec = torch.full((4, k, n), math.nan, dtype=torch.float64, device=device)
-    every = s.ssim_every
-    ssim_iters = [i for i in range(1, n + 1) if (every and i % every == 0) or i == n]
+    ssim_iters = ssim_iterations(n, s.ssim_every)
     ssim_slot = {i: j for j, i in enumerate(ssim_iters)}
     ssim_vals = torch.full((len(ssim_iters), k), math.nan, dtype=torch.float64, device=device)
     dims = tuple(range(1, y.dim()))

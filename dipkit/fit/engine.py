@@ -78,6 +78,12 @@ def make_input(
 # --------------------------------------------------------------------------- helpers
 
 
+def ssim_iterations(n: int, every: int) -> list[int]:
+    """The 1-based iterations whose SSIM a fit of ``n`` iterations records: every ``every``-th
+    (none if 0) and the last."""
+    return [k for k in range(1, n + 1) if (every and k % every == 0) or k == n]
+
+
 def _sse_into(a: torch.Tensor, b: torch.Tensor, scratch: torch.Tensor, out: torch.Tensor) -> None:
     """``out[()] = sum((a - b)**2)``: difference and square in the input dtype (into
     ``scratch``), sum accumulated in float64 into the 0-d float64 view ``out``."""
@@ -345,11 +351,7 @@ def _fit(
     # rows: 0 loss, 1 SSE(raw, clean), 2 SSE(ema, clean), 3 SSE(raw, noisy)
     rec = torch.full((4, n), math.nan, dtype=torch.float64, device=device)
     scratch = torch.empty_like(noisy)
-    if has_clean:
-        every = s.ssim_every
-        ssim_iters = [k for k in range(1, n + 1) if (every and k % every == 0) or k == n]
-    else:
-        ssim_iters = []
+    ssim_iters = ssim_iterations(n, s.ssim_every) if has_clean else []
     ssim_slot = {k: j for j, k in enumerate(ssim_iters)}
     ssim_vals = torch.full((len(ssim_iters),), math.nan, dtype=torch.float64, device=device)
 
