@@ -18,7 +18,8 @@ STAGE_VERSIONS: dict[str, int] = {
     # 3: on CPU, hand-written BatchNorm / upsampling kernels and fused Adam (3fbc208)
     # 4: on CPU, channels-last layout (fit.cpu_layout) and fused Adam instead
     "fit": 4,
-    "aggregate_fits": 1,
+    # 2: fits.parquet gains batch_size (rows written before get 1)
+    "aggregate_fits": 2,
     "table2": 1,
     "texture_features": 1,
     "classifier": 1,

@@ -66,41 +66,102 @@ def run_fit(
     :param seed: base seed (:func:`fit_seed`).
     :return: ``(FitResult, network parameter count, device)``.
     """
-    import torch
-
-    from dipkit.fit import select_device
+    from dipkit.fit import fit, select_device
     from dipkit.fit.device import explain_out_of_memory
-    from dipkit.models import build_model, count_parameters, validate_image_size
+    from dipkit.models import count_parameters
 
     dev = select_device(device)
-    dtype = {"float32": torch.float32, "float64": torch.float64}[spec["dtype"]]
-    h, w, c = noisy.shape
+    net = _build_network(spec, noisy.shape, seed)
+    h, w, _ = noisy.shape
+    what = f"method {spec['method']} ({spec['architecture']}, {count_parameters(net):,} parameters) on a {w}x{h} image"
+    with explain_out_of_memory(what, dev):
+        net, z, noisy_t, clean_t = _fit_tensors(net, dev, clean, noisy, spec, seed)
+        result = fit(net, z, noisy_t, clean_t, fit_settings(spec), derive_seed(seed, "perturb"), progress=progress)
+    return result, count_parameters(net), dev
+
+
+def run_fit_batch(
+    clean: list[np.ndarray] | None,
+    noisy: list[np.ndarray],
+    spec: Mapping,
+    seeds: list[int],
+    device: str = "auto",
+    progress=None,
+):
+    """Fit ``spec``'s network to K noisy images of one size at once (:func:`dipkit.fit.batched.fit_batch`).
+
+    Each fit is seeded as :func:`run_fit` seeds it, so in float64 the results equal K calls of
+    :func:`run_fit` up to rounding.
+
+    :param clean: K ``[H, W, C]`` ground truths, or None.
+    :param noisy: K ``[H, W, C]`` noisy images (one shape).
+    :param seeds: K base seeds (:func:`fit_seed`).
+    :return: ``[(FitResult, network parameter count, device)]``, one per image.
+    """
+    from dipkit.fit import select_device
+    from dipkit.fit.batched import fit_batch
+    from dipkit.fit.device import explain_out_of_memory
+    from dipkit.models import count_parameters
+
+    if len({a.shape for a in noisy}) != 1:
+        raise ValueError(f"a batch of fits needs one image shape, got {sorted({a.shape for a in noisy})}")
+    dev = select_device(device)
+    nets = [_build_network(spec, noisy[0].shape, seed) for seed in seeds]
+    h, w, _ = noisy[0].shape
+    what = (f"a batch of {len(nets)} fits of method {spec['method']} ({spec['architecture']}, "
+            f"{count_parameters(nets[0]):,} parameters each) on {w}x{h} images")
+    with explain_out_of_memory(what, dev):
+        parts = [_fit_tensors(net, dev, None if clean is None else clean[j], noisy[j], spec, seeds[j])
+                 for j, net in enumerate(nets)]
+        results = fit_batch(
+            [p[0] for p in parts],
+            [p[1] for p in parts],
+            [p[2] for p in parts],
+            None if clean is None else [p[3] for p in parts],
+            fit_settings(spec),
+            [derive_seed(seed, "perturb") for seed in seeds],
+            progress=progress,
+        )
+    return [(r, count_parameters(net), dev) for r, net in zip(results, nets)]
+
+
+def _build_network(spec: Mapping, shape: tuple[int, int, int], seed: int):
+    """``spec``'s network for an ``[H, W, C]`` image, initialised from ``seed`` (on the CPU)."""
+    import torch
+
+    from dipkit.models import build_model, validate_image_size
+
+    h, w, c = shape
     try:
         validate_image_size(spec["architecture"], (h, w), **spec["arch_options"])
     except ValueError as err:
         raise ValueError(f"method {spec['method']} (architecture {spec['architecture']}), image {w}x{h}: {err}") from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "init"))
-        net = build_model(spec["architecture"], c, (h, w), **spec["arch_options"])
-    what = f"method {spec['method']} ({spec['architecture']}, {count_parameters(net):,} parameters) on a {w}x{h} image"
-    with explain_out_of_memory(what, dev):
-        return _run_fit_on(net, dev, dtype, clean, noisy, spec, seed, progress)
+        return build_model(spec["architecture"], c, (h, w), **spec["arch_options"])
 
 
-def _run_fit_on(net, dev, dtype, clean, noisy, spec, seed, progress):
-    """:func:`run_fit` once the network is built."""
+def _fit_tensors(net, dev, clean, noisy, spec, seed):
+    """The network on ``dev`` in the spec's dtype, its input code and the ``[1, C, H, W]`` images."""
     import torch
 
-    from dipkit.fit import FitSettings, fit, make_input
-    from dipkit.models import count_parameters
+    from dipkit.fit import make_input
 
+    dtype = {"float32": torch.float32, "float64": torch.float64}[spec["dtype"]]
     net = net.to(dev, dtype)
     z = make_input(net.in_channels, net.input_size, derive_seed(seed, "input"), spec["input_scale"], dtype, dev)
 
     def to_tensor(img):
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(dev, dtype)
 
-    settings = FitSettings(
+    return net, z, to_tensor(noisy), None if clean is None else to_tensor(clean)
+
+
+def fit_settings(spec: Mapping):
+    """The :class:`~dipkit.fit.FitSettings` of a fit spec."""
+    from dipkit.fit import FitSettings
+
+    return FitSettings(
         iterations=spec["iterations"],
         lr=spec["lr"],
         reg_noise_std=spec["reg_noise_std"],
@@ -112,16 +173,6 @@ def _run_fit_on(net, dev, dtype, clean, noisy, spec, seed, progress):
         compile=spec.get("compile", "off"),
         cpu_layout=spec.get("cpu_layout", "auto"),
     )
-    result = fit(
-        net,
-        z,
-        to_tensor(noisy),
-        None if clean is None else to_tensor(clean),
-        settings,
-        derive_seed(seed, "perturb"),
-        progress=progress,
-    )
-    return result, count_parameters(net), dev
 
 
 def _dip_outcome(result, n_params: int, dev, spec, dataset, image, noise_id) -> dict:
@@ -223,9 +274,108 @@ def run_fit_job(
     """
     import torch
 
+    torch.set_num_threads(max(1, int(threads)))
+    spec = _job_spec(spec, width_file)
+    clean, noisy = _job_images(prepared_path, noisy_path, image, spec)
+    seed = fit_seed(config_seed, dataset, image, noise_id, spec["method"])
+    started = time.time()
+    if spec.get("kind", "dip") == "classical":
+        outcome = _classical_outcome(spec, clean, noisy, noise_id)
+    else:
+        from dipkit.fit.gpu_slots import device_for_job
+
+        with device_for_job(device, fits_per_gpu) as job_device:  # a GPU slot per concurrent job
+            result = run_fit(clean, noisy, spec, seed, job_device, _progress_logger(spec["iterations"]))
+        outcome = _dip_outcome(*result, spec, dataset, image, noise_id)
+    row = _fit_row(dataset, image, noise_id, spec, seed, outcome["row"], noisy.shape, fit_version)
+    _write_fit(row, outcome, out_row, out_trajectory, out_image, started)
+    if keep_output:
+        return {**row, "_output": outcome["output"]}
+    return row
+
+
+def run_fit_batch_job(
+    prepared_path: str,
+    noisy_path: str,
+    dataset: str,
+    noise_id: str,
+    images: list[str],
+    specs: list[Mapping],
+    config_seed: int,
+    out_dir: str,
+    *,
+    fit_version: int,
+    device: str = "auto",
+    threads: int = 1,
+    fits_per_gpu: int = 1,
+) -> list[dict]:
+    """The fit_batch rule: fit one method to several images at once, in one process
+    (:func:`run_fit_batch`), and write each fit as :func:`run_fit_job` writes it, as
+    ``<image>.parquet``, ``<image>.trajectory.parquet`` and ``<image>.png`` in ``out_dir``
+    (created whole or not at all).
+
+    Images and specs come in pairs; fits with the same spec and image size run as one batch
+    (a planned batch has one of each; a user dataset's images may differ in size). Each fit
+    is seeded as in :func:`run_fit_job`. A fit's ``wall_time_s`` is its batch's loop time
+    divided by the ``batch_size`` fits in it, and ``peak_memory_bytes`` the batch's peak.
+    """
+    import torch
+
+    from dipkit.fit import FitDivergedError
+    from dipkit.fit.gpu_slots import device_for_job
+
+    if len(images) != len(specs) or not images:
+        raise ValueError(f"a fit batch needs one spec per image, got {len(images)} images and {len(specs)} specs")
+    torch.set_num_threads(max(1, int(threads)))
+    specs = [_job_spec(spec, None) for spec in specs]
+    for spec in specs:
+        if spec.get("kind", "dip") != "dip":
+            raise ValueError(f"method {spec['method']} ({spec.get('kind')}) cannot run in a batch of fits")
+    loaded = [_job_images(prepared_path, noisy_path, image, spec) for image, spec in zip(images, specs)]
+    seeds = [fit_seed(config_seed, dataset, image, noise_id, spec["method"]) for image, spec in zip(images, specs)]
+    groups: dict[tuple, list[int]] = {}
+    for j, (spec, (_, noisy)) in enumerate(zip(specs, loaded)):
+        groups.setdefault((json.dumps(spec, sort_keys=True), noisy.shape), []).append(j)
+    started = time.time()
+    outcomes: dict[int, dict] = {}
+    with device_for_job(device, fits_per_gpu) as job_device:  # one GPU slot for the whole batch
+        for members in groups.values():
+            spec = specs[members[0]]
+            cleans = [loaded[j][0] for j in members]
+            log.info("%s/%s/%s: fitting %d image(s) at once: %s", dataset, noise_id, spec["method"],
+                     len(members), " ".join(images[j] for j in members))
+            try:
+                results = run_fit_batch(
+                    None if any(c is None for c in cleans) else cleans,
+                    [loaded[j][1] for j in members],
+                    spec,
+                    [seeds[j] for j in members],
+                    job_device,
+                    _progress_logger(spec["iterations"]),
+                )
+            except FitDivergedError as err:
+                names = ", ".join(images[j] for j in members)
+                raise FitDivergedError(f"batch of images {names}: {err}", err.iteration) from None
+            for j, result in zip(members, results):
+                outcomes[j] = _dip_outcome(*result, spec, dataset, images[j], noise_id)
+                outcomes[j]["row"]["wall_time_s"] /= len(members)
+                outcomes[j]["batch_size"] = len(members)
+    rows = []
+    with atomic_path(out_dir, directory=True) as tmp:
+        for j, image in enumerate(images):
+            spec, noisy = specs[j], loaded[j][1]
+            row = _fit_row(dataset, image, noise_id, spec, seeds[j], outcomes[j]["row"], noisy.shape, fit_version,
+                           batch_size=outcomes[j]["batch_size"])
+            _write_fit(row, outcomes[j], tmp / f"{image}.parquet", tmp / f"{image}.trajectory.parquet",
+                       tmp / f"{image}.png", started)
+            rows.append(row)
+    return rows
+
+
+def _job_spec(spec: Mapping, width_file: str | None) -> dict:
+    """A fit spec with its width filled in (a predicted width is read from ``width_file``)."""
     from dipkit.models import ARCHITECTURES
 
-    torch.set_num_threads(max(1, int(threads)))
     spec = dict(spec)
     if spec["width_source"] == "predicted":
         if width_file is None:
@@ -234,28 +384,33 @@ def run_fit_job(
         spec["width"] = spec["arch_options"]["width"]
     if spec["width"] is None and spec["architecture"] in ARCHITECTURES:
         spec["width"] = ARCHITECTURES[spec["architecture"]].defaults.get("width")
+    return spec
+
+
+def _job_images(prepared_path: str, noisy_path: str, image: str, spec: Mapping):
+    """``(clean, noisy)`` float ``[H, W, C]`` images of one fit (centre-cropped when the spec says so)."""
     clean = to_float(load_from_stack(prepared_path, f"clean/{image}"))
     noisy = load_from_stack(noisy_path, image).astype(np.float32)
     if clean.shape != noisy.shape:
         raise ValueError(f"{noisy_path}: {image} has shape {noisy.shape}, its clean image {clean.shape}")
     if spec.get("crop"):
         clean, noisy = crop_center(clean, spec["crop"]), crop_center(noisy, spec["crop"])
-    seed = fit_seed(config_seed, dataset, image, noise_id, spec["method"])
-    started = time.time()
+    return clean, noisy
 
+
+def _progress_logger(iterations: int):
     def progress(i, loss):
-        log.info("iteration %d/%d loss %s", i, spec["iterations"], "n/a" if loss is None else f"{loss:.6f}")
+        log.info("iteration %d/%d loss %s", i, iterations, "n/a" if loss is None else f"{loss:.6f}")
 
-    if spec.get("kind", "dip") == "classical":
-        outcome = _classical_outcome(spec, clean, noisy, noise_id)
-    else:
-        from dipkit.fit.gpu_slots import device_for_job
+    return progress
 
-        with device_for_job(device, fits_per_gpu) as job_device:  # a GPU slot per concurrent job
-            result = run_fit(clean, noisy, spec, seed, job_device, progress)
-        outcome = _dip_outcome(*result, spec, dataset, image, noise_id)
+
+def _fit_row(dataset, image, noise_id, spec, seed, outcome_row, shape, fit_version, batch_size: int = 1) -> dict:
+    """One row of :data:`dipkit.schemas.FIT_ROWS`."""
+    import torch
+
     noise = NoiseSpec.parse(noise_id)
-    row = {
+    return {
         "dataset": dataset,
         "image": image,
         "noise": noise_id,
@@ -266,39 +421,40 @@ def run_fit_job(
         "arch_options": json.dumps(spec["arch_options"], sort_keys=True),
         "width": spec["width"],
         "width_source": spec["width_source"],
-        "height": noisy.shape[0],
-        "width_px": noisy.shape[1],
-        "channels": noisy.shape[2],
+        "height": shape[0],
+        "width_px": shape[1],
+        "channels": shape[2],
         "iterations": spec["iterations"],
         "lr": spec["lr"],
         "exp_weight": spec["exp_weight"],
         "reg_noise_std": spec["reg_noise_std"],
         "input_scale": spec["input_scale"],
         "seed": seed,
-        **outcome["row"],
-        "seconds_per_iteration": outcome["row"]["wall_time_s"] / spec["iterations"],
+        **outcome_row,
+        "seconds_per_iteration": outcome_row["wall_time_s"] / spec["iterations"],
         "dtype": spec["dtype"],
         "threads": torch.get_num_threads(),
+        "batch_size": int(batch_size),
         "torch_version": torch.__version__,
         "dipkit_version": dipkit.__version__,
         "fit_version": int(fit_version),
     }
-    traj = outcome["trajectory"]
+
+
+def _write_fit(row: dict, outcome: dict, out_row, out_trajectory, out_image, started: float) -> None:
+    """Write one fit's trajectory, PNG and row (each atomically), and log its scores."""
     import pyarrow as pa
 
     from dipkit.schemas import arrow_schema
 
-    write_parquet(out_trajectory, pa.table(traj, schema=arrow_schema(TRAJECTORY)))
+    write_parquet(out_trajectory, pa.table(outcome["trajectory"], schema=arrow_schema(TRAJECTORY)))
     save_png(out_image, outcome["output"])
     write_parquet(out_row, make_table([row], FIT_ROWS))
     log.info(
         "%s/%s/%s/%s: PSNR %.2f dB (peak %.2f at %d), %.1f s on %s in %.1f s total",
-        dataset, noise_id, spec["method"], image, row["psnr_last"], row["psnr_peak"],
+        row["dataset"], row["noise"], row["method"], row["image"], row["psnr_last"], row["psnr_peak"],
         row["psnr_peak_iteration"], row["wall_time_s"], row["device"], time.time() - started,
     )
-    if keep_output:
-        return {**row, "_output": outcome["output"]}
-    return row
 
 
 # ----------------------------------------------------------------------------- ISNAS-DIP

@@ -229,3 +229,72 @@ def plan_experiments(config: dict, plans: dict[str, DatasetPlan]) -> dict[str, d
         cfg["arms"] = arms
         out[name] = cfg
     return out
+
+
+@dataclass(frozen=True)
+class FitBatch:
+    """Fits of one method on images of one dataset and noise setting, run as one job
+    (:func:`dipkit.benchmark.run_fit_batch_job`): same fit spec, same image size."""
+
+    dataset: str
+    noise: str
+    method: str
+    index: int  # 1-based, per (dataset, noise, method)
+    images: tuple[str, ...]
+
+    @property
+    def path(self) -> str:
+        """The batch job's output folder (one row, trajectory and PNG per image)."""
+        return f"results/fit_batches/{self.dataset}/{self.noise}/{self.method}/batch{self.index}"
+
+
+def batchable(spec: dict) -> bool:
+    """Whether a fit with this spec can run in a batch: a network fitted by :mod:`dipkit.fit`
+    whose width is known when the workflow is planned (not ``predicted``)."""
+    return spec.get("kind", "dip") == "dip" and spec.get("width_source") != "predicted"
+
+
+def check_fit_batch(fit_cfg: dict) -> int:
+    """``fit.batch``, refused together with the settings batched fits do not implement."""
+    batch = int(fit_cfg.get("batch", 1))
+    if batch > 1:
+        for key, off in (("backtracking", False), ("autocast", "off"), ("compile", "off")):
+            if fit_cfg.get(key, off) != off:
+                raise ConfigError(
+                    f"config key fit.batch: batched fits (fit.batch: {batch}) have no fit.{key}; "
+                    f"set fit.{key} to {off!r} or fit.batch to 1"
+                )
+    return batch
+
+
+def plan_fit_batches(fits, spec_of, size_of, batch: int) -> list[FitBatch]:
+    """Group the planned fits into batches of at most ``batch`` images.
+
+    :param fits: ``(dataset, noise, method, image)`` of every planned fit, in order.
+    :param spec_of: ``spec_of(dataset, noise, method, image)`` -> the fit spec.
+    :param size_of: ``size_of(dataset, image)`` -> the image's ``(width, height)`` as fitted,
+        or None when unknown before the run (user datasets: the job then fits each size
+        group of its batch separately).
+    :return: the batches, each of one (dataset, noise, method), one spec and one size. A
+        method is batched on all its fits or on none (when any fit is not :func:`batchable`),
+        so that a fit's producing rule follows from its method. Empty when ``batch`` is 1.
+    """
+    import json
+
+    if batch <= 1:
+        return []
+    specs = {fit: spec_of(*fit) for fit in fits}
+    single = {m for (_, _, m, _), spec in specs.items() if not batchable(spec)}
+    groups: dict[tuple, list[str]] = {}
+    for (dataset, noise, method, image), spec in specs.items():
+        if method in single:
+            continue
+        key = (dataset, noise, method, json.dumps(spec, sort_keys=True), size_of(dataset, image))
+        groups.setdefault(key, []).append(image)
+    counters: dict[tuple, int] = {}
+    out = []
+    for (dataset, noise, method, _, _), images in groups.items():
+        for start in range(0, len(images), batch):
+            n = counters[(dataset, noise, method)] = counters.get((dataset, noise, method), 0) + 1
+            out.append(FitBatch(dataset, noise, method, n, tuple(images[start : start + batch])))
+    return out

@@ -105,6 +105,17 @@ def load_from_stack(path: str | os.PathLike, key: str) -> np.ndarray:
         return data[key]
 
 
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` to ``dst`` atomically (``dst`` gets a new modification time).
+
+    :raises FileNotFoundError: naming ``src`` when it does not exist.
+    """
+    if not Path(src).is_file():
+        raise FileNotFoundError(f"{src}: no such file to copy to {dst}")
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
 def write_parquet(path: str | os.PathLike, table) -> None:
     """Write a :class:`pyarrow.Table` (or a pandas DataFrame) atomically as Parquet."""
     import pyarrow as pa

@@ -95,19 +95,45 @@ FIT_ROWS = [
     Column("psnr_peak", "float64", "best PSNR of the EMA output over the iterations, dB"),
     Column("psnr_peak_iteration", "int64", "iteration (1-based) of psnr_peak"),
     Column("psnr_peak_raw", "float64", "best PSNR of the raw (unsmoothed) output, dB"),
-    Column("wall_time_s", "float64", "seconds of the fit loop including the final output (ISNAS-DIP: search + all top-k fits)"),
+    Column("wall_time_s", "float64",
+           "seconds of the fit loop including the final output (ISNAS-DIP: search + all top-k fits; "
+           "batched: the batch's / batch_size)"),
     Column("search_s", "float64", "seconds of an architecture search (ISNAS-DIP), 0 for other methods"),
     Column("seconds_per_iteration", "float64", "wall_time_s / iterations"),
     Column("device", "string", "device the fit ran on, e.g. cpu or cuda:0 (NVIDIA H100 ...)"),
     Column("dtype", "string", "float32 or float64"),
     Column("threads", "int64", "torch CPU threads"),
-    Column("peak_memory_bytes", "int64", "peak GPU memory allocated, or the process's peak RSS on CPU"),
+    Column("batch_size", "int64", "fits run at once in one process (config fit.batch); 1: on its own"),
+    Column("peak_memory_bytes", "int64",
+           "peak GPU memory allocated, or the process's peak RSS on CPU (batched: the batch's)"),
     Column("peak_memory_kind", "string", "what peak_memory_bytes measures"),
     Column("backtracks", "int64", "backtracking restores (0 unless backtracking is on)"),
     Column("torch_version", "string", "torch version"),
     Column("dipkit_version", "string", "dipkit version"),
     Column("fit_version", "int64", "algorithm version of the fit stage (dipkit/_versions.py)"),
 ]
+
+#: Columns added to :data:`FIT_ROWS` after its first release, with the value every row
+#: written before holds: no fit ran in a batch before ``batch_size`` existed.
+FIT_ROWS_ADDED = {"batch_size": 1}
+
+
+def upgrade_fit_rows(table):
+    """A fit-rows table (:data:`FIT_ROWS`) written before :data:`FIT_ROWS_ADDED`'s columns
+    existed, with them filled in at their place; any other table is returned unchanged."""
+    import pyarrow as pa
+
+    names = table.schema.names
+    fit_names = [c.name for c in FIT_ROWS]
+    missing = [n for n in FIT_ROWS_ADDED if n not in names]
+    if not missing or names != [n for n in fit_names if n not in missing]:
+        return table
+    for name in missing:
+        col = next(c for c in FIT_ROWS if c.name == name)
+        array = pa.array([FIT_ROWS_ADDED[name]] * table.num_rows, getattr(pa, col.type)())
+        table = table.add_column(fit_names.index(name), name, array)
+    return table
+
 
 #: ``results/fits/.../<image>.trajectory.parquet`` and ``results/trajectories.parquet``:
 #: one row per fit and iteration.

@@ -14,10 +14,15 @@ from dipkit.io import write_parquet, write_text
 
 
 def concat_parquet(paths: Sequence[str], out_path: str | None = None) -> pa.Table:
-    """Concatenate Parquet files with one schema (in the given order); optionally write the result."""
+    """Concatenate Parquet files with one schema (in the given order); optionally write the result.
+
+    Fit rows written before a column was added are brought up to date first
+    (:func:`dipkit.schemas.upgrade_fit_rows`)."""
+    from dipkit.schemas import upgrade_fit_rows
+
     if not paths:
         raise ValueError("no Parquet files to concatenate")
-    table = pa.concat_tables([pq.read_table(p) for p in paths])
+    table = pa.concat_tables([upgrade_fit_rows(pq.read_table(p)) for p in paths])
     if out_path is not None:
         write_parquet(out_path, table)
     return table

@@ -13,14 +13,16 @@ sys.path.insert(0, workflow.basedir)
 from dipkit._versions import STAGE_VERSIONS
 from dipkit.config import (
     ConfigError,
+    check_fit_batch,
     check_image_sizes,
     plan_datasets,
     plan_experiments,
+    plan_fit_batches,
     plan_methods,
     relabel_methods,
 )
 from dipkit.experiments import arm_spec, split_image
-from dipkit.manifest import IMAGE_ID_PATTERN, builtin_datasets
+from dipkit.manifest import IMAGE_ID_PATTERN, builtin_datasets, builtin_sizes
 from dipkit.methods import fit_spec
 from dipkit.noise import NOISE_ID_PATTERN, NoiseSpec
 
@@ -31,6 +33,7 @@ try:
     DATASETS = plan_datasets(config)
     EXPERIMENTS = plan_experiments(config, DATASETS)
     check_image_sizes(config, DATASETS, METHODS)
+    FIT_BATCH = check_fit_batch(config["fit"])
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
@@ -219,6 +222,53 @@ def _planned_fits():
 
 
 FITS = _planned_fits()
+
+
+def _fitted_size(dataset, image):
+    """(width, height) of a built-in image as fitted (cropped to crop_multiple); None for
+    a user dataset (its fit_batch jobs group their images by size when they run)."""
+    if not DATASETS[dataset].builtin:
+        return None
+    crop = int(config["crop_multiple"])
+    w, h = builtin_sizes()[(dataset, image)]
+    return w - w % crop, h - h % crop
+
+
+# config fit.batch > 1: fits planned in batches, each run by one fit_batch job and copied
+# out to the usual per-fit files by fit_from_batch; the methods in BATCHED are fitted only so
+FIT_BATCHES = {
+    (b.dataset, b.noise, b.method, str(b.index)): b
+    for b in plan_fit_batches(
+        FITS,
+        lambda d, noise, m, i: fit_spec(METHODS[m], d, i, noise, config["fit"]),
+        _fitted_size,
+        FIT_BATCH,
+    )
+}
+BATCHED = list(dict.fromkeys(b.method for b in FIT_BATCHES.values()))
+BATCH_OF = {(b.dataset, b.noise, b.method, i): b for b in FIT_BATCHES.values() for i in b.images}
+
+
+def _batch(wildcards):
+    return FIT_BATCHES[(wildcards.dataset, wildcards.noise, wildcards.method, wildcards.batch)]
+
+
+def batch_images_of(wildcards):
+    return list(_batch(wildcards).images)
+
+
+def batch_specs_of(wildcards):
+    """The fit spec of every image of a batch (see fit_spec_of)."""
+    b = _batch(wildcards)
+    return [fit_spec(METHODS[b.method], b.dataset, i, b.noise, config["fit"]) for i in b.images]
+
+
+def batch_of_fit(wildcards):
+    """The fit_batch output folder holding this fit."""
+    key = (wildcards.dataset, wildcards.noise, wildcards.method, wildcards.image)
+    if key not in BATCH_OF:
+        raise WorkflowError(f"no fit batch plans {'/'.join(key)}")
+    return BATCH_OF[key].path
 
 
 def fit_rows(kind="parquet", methods=None):

@@ -1,4 +1,6 @@
-# Stage 3: one fit per (dataset, noise, method, image), and their aggregation.
+# Stage 3: one fit per (dataset, noise, method, image), and their aggregation. With
+# fit.batch > 1 the methods in BATCHED are fitted several images per job instead
+# (fit_batch) and each fit is copied out to the same per-fit files (fit_from_batch).
 
 
 rule fit:
@@ -11,7 +13,7 @@ rule fit:
     log:
         "results/logs/fit/{dataset}/{noise}/{method}/{image}.log",
     wildcard_constraints:
-        method=_alternatives(FITTED),
+        method=_alternatives([m for m in FITTED if m not in BATCHED]),
     conda:
         "../envs/dipkit.yaml"
     threads: 1
@@ -23,6 +25,49 @@ rule fit:
         version=STAGE_VERSIONS["fit"],
     script:
         "../workflow_scripts/fit.py"
+
+
+rule fit_batch:
+    input:
+        prepared="results/prepared/{dataset}.npz",
+        noisy="results/noisy/{dataset}/{noise}.npz",
+    output:
+        directory("results/fit_batches/{dataset}/{noise}/{method}/batch{batch}"),
+    log:
+        "results/logs/fit_batch/{dataset}/{noise}/{method}/batch{batch}.log",
+    wildcard_constraints:
+        method=_alternatives(BATCHED),
+        batch=r"[1-9][0-9]*",
+    conda:
+        "../envs/dipkit.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        images=batch_images_of,
+        specs=batch_specs_of,
+        seed=config["seed"],
+        version=STAGE_VERSIONS["fit"],
+    script:
+        "../workflow_scripts/fit_batch.py"
+
+
+rule fit_from_batch:
+    input:
+        batch_of_fit,
+    output:
+        row="results/fits/{dataset}/{noise}/{method}/{image}.parquet",
+        trajectory="results/fits/{dataset}/{noise}/{method}/{image}.trajectory.parquet",
+        image="results/fits/{dataset}/{noise}/{method}/{image}.png",
+    log:
+        "results/logs/fit_from_batch/{dataset}/{noise}/{method}/{image}.log",
+    wildcard_constraints:
+        method=_alternatives(BATCHED),
+    localrule: True
+    conda:
+        "../envs/dipkit.yaml"
+    script:
+        "../workflow_scripts/fit_from_batch.py"
 
 
 rule isnas_search:

@@ -56,3 +56,41 @@ def test_readme_schema_tables_match_the_code():
     readme = (REPO / "README.md").read_text()
     for cols in (NOISY_METRICS, FIT_ROWS, TRAJECTORY):
         assert columns_markdown(cols) in readme
+
+
+def test_fit_rows_written_before_batch_size_are_upgraded(tmp_path):
+    """Rows of fits made before the batch_size column existed aggregate with new ones."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dipkit.io import write_parquet
+    from dipkit.schemas import FIT_ROWS, arrow_schema
+    from dipkit.tables import concat_parquet
+
+    schema = arrow_schema(FIT_ROWS)
+    row = {c.name: None for c in FIT_ROWS} | {"dataset": "Set9", "image": "a", "batch_size": 4}
+    new = pa.Table.from_pylist([row], schema=schema)
+    write_parquet(tmp_path / "new.parquet", new)
+    write_parquet(tmp_path / "old.parquet", new.drop_columns(["batch_size"]).set_column(1, "image", pa.array(["b"])))
+    both = concat_parquet([tmp_path / "old.parquet", tmp_path / "new.parquet"], tmp_path / "all.parquet")
+    assert both.schema.equals(schema)
+    assert both.column("image").to_pylist() == ["b", "a"] and both.column("batch_size").to_pylist() == [1, 4]
+    assert pq.read_table(tmp_path / "all.parquet").schema.equals(schema)
+    # other tables pass unchanged; a fit table missing other columns is not "upgraded"
+    other = pa.table({"x": [1]})
+    write_parquet(tmp_path / "x.parquet", other)
+    assert concat_parquet([tmp_path / "x.parquet"]).equals(other)
+    write_parquet(tmp_path / "bad.parquet", new.drop_columns(["batch_size", "seed"]))
+    with pytest.raises(pa.ArrowInvalid):
+        concat_parquet([tmp_path / "bad.parquet", tmp_path / "new.parquet"])
+
+
+def test_copy_file_is_atomic_and_names_a_missing_source(tmp_path):
+    from dipkit.io import copy_file
+
+    (tmp_path / "a").write_bytes(b"payload")
+    copy_file(tmp_path / "a", tmp_path / "sub" / "b")
+    assert (tmp_path / "sub" / "b").read_bytes() == b"payload"
+    with pytest.raises(FileNotFoundError, match=r"missing: no such file to copy to"):
+        copy_file(tmp_path / "missing", tmp_path / "sub" / "c")
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["b"]

@@ -67,3 +67,61 @@ def test_user_folder(tmp_path):
     (tmp_path / "b_photo.png").write_bytes(b"")
     with pytest.raises(ValueError, match="map to the same image id 'b_photo'"):
         scan_folder("mine", tmp_path, 3)
+
+
+def _spec(method, width=32, kind="dip", width_source="labels:NoRepeat"):
+    return {"method": method, "kind": kind, "arch_options": {"width": width}, "width_source": width_source}
+
+
+def test_fit_batches_group_by_method_spec_and_size():
+    from dipkit.config import FitBatch, plan_fit_batches
+
+    widths = {"a": 32, "b": 64, "c": 32, "d": 32, "e": 32, "f": 32}
+    sizes = {"a": (256, 256), "b": (256, 256), "c": (256, 256), "d": (512, 512), "e": (256, 256), "f": (256, 256)}
+    fits = [("S", "gaussian25", m, i) for m in ("ours", "dip") for i in "abcdef"]
+    fits += [("S", "gaussian50", "ours", "a"), ("U", "gaussian25", "ours", "x"), ("U", "gaussian25", "ours", "y")]
+
+    def spec_of(d, n, m, i):
+        return _spec(m, widths.get(i, 32) if m == "ours" else 0)
+
+    def size_of(d, i):
+        return sizes[i] if d == "S" else None
+
+    batches = plan_fit_batches(fits, spec_of, size_of, 2)
+    got = [(b.dataset, b.noise, b.method, b.index, b.images) for b in batches]
+    assert got == [
+        ("S", "gaussian25", "ours", 1, ("a", "c")),  # width 32 at 256², in image order, at most 2
+        ("S", "gaussian25", "ours", 2, ("e", "f")),
+        ("S", "gaussian25", "ours", 3, ("b",)),  # width 64
+        ("S", "gaussian25", "ours", 4, ("d",)),  # 512²
+        ("S", "gaussian25", "dip", 1, ("a", "b")),  # one spec for every image
+        ("S", "gaussian25", "dip", 2, ("c", "e")),
+        ("S", "gaussian25", "dip", 3, ("f",)),
+        ("S", "gaussian25", "dip", 4, ("d",)),
+        ("S", "gaussian50", "ours", 1, ("a",)),
+        ("U", "gaussian25", "ours", 1, ("x", "y")),  # sizes unknown: the job groups them
+    ]
+    assert batches[0] == FitBatch("S", "gaussian25", "ours", 1, ("a", "c"))
+    assert batches[0].path == "results/fit_batches/S/gaussian25/ours/batch1"
+    assert plan_fit_batches(fits, spec_of, size_of, 1) == []
+
+
+def test_fit_batches_leave_unbatchable_methods_alone():
+    from dipkit.config import batchable, plan_fit_batches
+
+    specs = {"bm3d": _spec("bm3d", kind="classical"), "isnas": _spec("isnas", kind="isnas"),
+             "pred": _spec("pred", width_source="predicted"), "ours": _spec("ours")}
+    assert [m for m, s in specs.items() if batchable(s)] == ["ours"]
+    fits = [("S", "gaussian25", m, i) for m in specs for i in "ab"]
+    batches = plan_fit_batches(fits, lambda d, n, m, i: specs[m], lambda d, i: (64, 64), 8)
+    assert [(b.method, b.images) for b in batches] == [("ours", ("a", "b"))]
+
+
+@pytest.mark.parametrize("key, value", [("backtracking", True), ("autocast", "bf16"), ("compile", "default")])
+def test_fit_batch_refuses_what_batched_fits_lack(key, value):
+    from dipkit.config import check_fit_batch
+
+    assert check_fit_batch({"batch": 8}) == 8
+    assert check_fit_batch({"batch": 1, key: value}) == 1
+    with pytest.raises(ConfigError, match=rf"config key fit.batch: .* have no fit.{key}; set fit.{key} to"):
+        check_fit_batch({"batch": 8, key: value})

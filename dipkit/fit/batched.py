@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from dipkit.fit.device import backend_flags, peak_memory, reset_peak_memory, synchronize, tune_host_allocator
-from dipkit.fit.engine import _fit_result, ssim_iterations
+from dipkit.fit.engine import ProgressFn, _fit_result, ssim_iterations
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.metrics import functional as fm
 
@@ -39,25 +39,31 @@ def fit_batch(
     nets: Sequence[nn.Module],
     zs: Sequence[torch.Tensor],
     noisy: Sequence[torch.Tensor],
-    clean: Sequence[torch.Tensor],
+    clean: Sequence[torch.Tensor] | None,
     settings: FitSettings,
     seeds: Sequence[int],
+    progress: ProgressFn | None = None,
 ) -> list[FitResult]:
     """Fit K networks of one architecture, each to its own image, at once.
 
     :param nets: K networks with the same structure (different weights), on one device.
     :param zs: K input codes ``[1, C_in, h, w]``.
     :param noisy: K targets ``[1, C, H, W]`` (same shape).
-    :param clean: K ground truths ``[1, C, H, W]``.
+    :param clean: K ground truths ``[1, C, H, W]``, or None (no PSNR or SSIM against a
+        ground truth, as :func:`dipkit.fit.fit` without one).
     :param settings: as for :func:`dipkit.fit.fit`, without ``backtracking``; ``autocast``,
         ``compile`` and ``cpu_layout`` are not used.
     :param seeds: K perturbation seeds (as ``seed`` of :func:`dipkit.fit.fit`).
+    :param progress: optional ``progress(iteration, loss)`` with the batch's summed loss,
+        called every ``max(1, iterations // 100)`` iterations and at the last.
     :return: one :class:`~dipkit.fit.FitResult` per fit; ``wall_time_s`` and the peak memory
         are the batch's.
     :raises FitDivergedError: naming the fit whose loss or output is not finite.
     """
     k = len(nets)
-    if not (k == len(zs) == len(noisy) == len(clean) == len(seeds)) or k < 1:
+    if clean is not None and any(c is None for c in clean):
+        raise ValueError("fit_batch needs a ground truth for every fit, or clean=None for none")
+    if not (k == len(zs) == len(noisy) == len(seeds) == (k if clean is None else len(clean))) or k < 1:
         raise ValueError("fit_batch needs equally many networks, codes, images and seeds (at least one)")
     if settings.backtracking:
         raise ValueError("fit_batch does not implement backtracking; use dipkit.fit.fit")
@@ -68,10 +74,10 @@ def fit_batch(
     tune_host_allocator()
     device = noisy[0].device
     with backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32):
-        return _fit_batch(nets, zs, noisy, clean, settings, seeds, device)
+        return _fit_batch(nets, zs, noisy, clean, settings, seeds, device, progress)
 
 
-def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
+def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress):
     from torch.func import functional_call, stack_module_state, vmap
 
     k, n, w, std = len(nets), int(s.iterations), float(s.exp_weight), float(s.reg_noise_std)
@@ -86,7 +92,7 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
     forward = vmap(one, in_dims=(0, 0, 0))
     z = torch.stack(list(zs))  # [K, 1, C_in, h, w]
     y = torch.stack(list(noisy))  # [K, 1, C, H, W]
-    x = torch.stack(list(clean))
+    x = None if clean is None else torch.stack(list(clean))
     optimizer = torch.optim.Adam(list(params.values()), lr=s.lr)
     gens = []
     for seed in seeds:
@@ -96,11 +102,12 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
     noise, z_in = torch.empty_like(z), torch.empty_like(z)
     # rows as the engine's: loss, SSE(raw, clean), SSE(smoothed, clean), SSE(raw, noisy)
     rec = torch.full((4, k, n), math.nan, dtype=torch.float64, device=device)
-    ssim_iters = ssim_iterations(n, s.ssim_every)
+    ssim_iters = ssim_iterations(n, s.ssim_every) if x is not None else []
     ssim_slot = {i: j for j, i in enumerate(ssim_iters)}
     ssim_vals = torch.full((len(ssim_iters), k), math.nan, dtype=torch.float64, device=device)
     dims = tuple(range(1, y.dim()))
     out_avg = None
+    progress_every = max(1, n // 100)
 
     reset_peak_memory(device)
     synchronize(device)
@@ -121,7 +128,8 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
         with torch.no_grad():
             o = out.detach()
             rec[0, :, i] = losses.detach()
-            rec[1, :, i] = ((o - x) ** 2).sum(dim=dims, dtype=torch.float64)
+            if x is not None:
+                rec[1, :, i] = ((o - x) ** 2).sum(dim=dims, dtype=torch.float64)
             rec[3, :, i] = ((o - y) ** 2).sum(dim=dims, dtype=torch.float64)
             if out_avg is None:
                 out_avg = o.clone()
@@ -129,11 +137,14 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
                 out_avg.copy_(o)
             else:
                 out_avg.mul_(w).add_(o, alpha=1.0 - w)
-            rec[2, :, i] = ((out_avg - x) ** 2).sum(dim=dims, dtype=torch.float64)
+            if x is not None:
+                rec[2, :, i] = ((out_avg - x) ** 2).sum(dim=dims, dtype=torch.float64)
             slot = ssim_slot.get(i + 1)
             if slot is not None:
                 ssim_vals[slot] = fm.ssim(out_avg.flatten(0, 1), x.flatten(0, 1), s.ssim_data_range)
         optimizer.step()
+        if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
+            progress(i + 1, float(losses.detach().sum()))
     with torch.no_grad():
         final_raw = forward(params, buffers, z)
         final = final_raw if w == 0.0 else out_avg * w + final_raw * (1.0 - w)
@@ -149,6 +160,7 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device):
             bad = np.flatnonzero(~np.isfinite(host[0, j]))
             it = int(bad[0]) + 1 if bad.size else n + 1
             raise FitDivergedError(f"fit {j} of the batch diverged: the loss is not finite at iteration {it} of {n}", it)
-        results.append(_fit_result(host[:, j], ssim_iters, ssim_host[:, j], final[j], y[j], x[j], s, int(seeds[j]),
+        truth = None if x is None else x[j]
+        results.append(_fit_result(host[:, j], ssim_iters, ssim_host[:, j], final[j], y[j], truth, s, int(seeds[j]),
                                    wall=wall, device=device, peak=peak))
     return results
