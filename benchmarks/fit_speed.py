@@ -200,15 +200,25 @@ def throughput_worker(job_json: str) -> None:
     report the fit's start and end (CLOCK_MONOTONIC, comparable across processes).
 
     ``loop`` is ``engine`` (:func:`dipkit.fit.fit`) or ``reference`` (the paper-like loop,
-    in a process that never runs the engine, so with glibc's default allocator)."""
+    in a process that never runs the engine, so with glibc's default allocator); with
+    ``batch`` B > 1 the process fits B images at once (:func:`dipkit.fit.batched.fit_batch`,
+    as the pipeline's ``fit.batch``)."""
     import torch
 
     from dipkit.fit import FitSettings, fit
+    from dipkit.fit.batched import fit_batch
     from dipkit.fit.reference import reference_fit
 
     job = json.loads(job_json)
-    net, z, noisy, clean, hp, _ = build(job["method"], job["size"], job["device"], seed=job["index"])
-    if job.get("loop", "engine") == "reference":
+    b = int(job.get("batch", 1))
+    cases = [build(job["method"], job["size"], job["device"], seed=job["index"] * b + j) for j in range(b)]
+    net, z, noisy, clean, hp, _ = cases[0]
+    if b > 1:
+        nets, zs, ys, xs = ([c[i] for c in cases] for i in range(4))
+
+        def run(k, seed):
+            return fit_batch(nets, zs, ys, xs, FitSettings(iterations=k, **hp), seeds=[seed] * b)[0].wall_time_s
+    elif job.get("loop", "engine") == "reference":
         def run(k, seed):
             return reference_fit(net, z, noisy, clean, FitSettings(iterations=k, **hp), seed=seed)["wall_time_s"]
     else:
@@ -304,30 +314,39 @@ def mode_throughput(args, device: str) -> list[dict]:
     cuda = device.startswith("cuda")
     layouts = args.layouts or (["1x1", "2x1", "4x1", "8x1"] if cuda else [f"1x{os.cpu_count()}", f"{os.cpu_count()}x1"])
     shapes = [tuple(int(v) for v in layout.split("x")) for layout in layouts]
-    procs = []
-    for index in range(max(k for k, _ in shapes)):  # started once, reused by every layout
+
+    def start(index, batch):
         job = dict(method=args.method, size=args.size, device=device, index=index,
-                   iterations=args.iterations, warmup=args.warmup, loop=args.loop)
-        procs.append(_spawn(["_throughput", json.dumps(job)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env_extra={"OMP_NUM_THREADS": "1"}))
+                   iterations=args.iterations, warmup=args.warmup, loop=args.loop, batch=batch)
+        return _spawn(["_throughput", json.dumps(job)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                      env_extra={"OMP_NUM_THREADS": "1"})
+
+    # with --batch, one unbatched fit first: the reference the batched layouts are compared with
+    ref = [start(0, 1)] if args.batch > 1 else []
+    procs = [start(index, args.batch) for index in range(max(k for k, _ in shapes))]  # reused by every layout
+    runs = [(f"{layouts[0]}, one fit per process", ref, shapes[0], 1)] if ref else []
+    for layout, (k, t) in zip(layouts, shapes):
+        label = layout if args.batch == 1 else f"{layout}, {args.batch} fits per process"
+        runs.append((label, procs[:k], (k, t), args.batch))
     rows = []
     try:
-        for p in procs:
+        for p in ref + procs:
             if p.stdout.readline().strip() != "ready":
                 raise RuntimeError("a throughput worker failed to start")
-        for layout, (k, t) in zip(layouts, shapes):
-            for p in procs[:k]:
+        for layout, workers, (k, t), batch in runs:
+            for p in workers:
                 p.stdin.write(f"go {t}\n")
                 p.stdin.flush()
-            reports = [json.loads(p.stdout.readline()) for p in procs[:k]]
+            reports = [json.loads(p.stdout.readline()) for p in workers]
             # from the first fit's start to the last fit's end
             wall = max(r["end"] for r in reports) - min(r["start"] for r in reports)
-            per_hour = fits_per_hour(k, wall, args.iterations)
-            rows.append(dict(layout=layout, processes=k, threads=t, wall_s=wall, fits_per_hour=per_hour,
+            per_hour = fits_per_hour(k * batch, wall, args.iterations)
+            rows.append(dict(layout=layout, processes=k, threads=t, batch=batch, wall_s=wall,
+                             fits_per_hour=per_hour,
                              mean_fit_s=statistics.mean(r["wall"] for r in reports) * FIT_ITERATIONS / args.iterations))
             print(f"  {layout}: {per_hour:.1f} fits/h", file=sys.stderr)
     finally:
-        for p in procs:
+        for p in ref + procs:
             try:
                 p.stdin.write("exit\n")
                 p.stdin.close()
@@ -335,10 +354,12 @@ def mode_throughput(args, device: str) -> list[dict]:
                 pass
             p.wait(timeout=60)
     base = rows[0]["fits_per_hour"]
-    print(f"\nDevice: {machine_name(device)}; {args.method} at {args.size}², {args.loop} loop, "
+    loop = args.loop if args.batch == 1 else f"batched ({args.batch} fits per process)"
+    print(f"\nDevice: {machine_name(device)}; {args.method} at {args.size}², {loop} loop, "
           f"{args.iterations} iterations per fit "
           f"(fits/h extrapolated to {FIT_ITERATIONS}); {_dt.date.today()}\n")
-    print("| processes x threads | fits per hour | vs first layout | one fit takes (s) |")
+    took = "one fit takes (s)" if args.batch == 1 else "one process's fit(s) take (s)"
+    print(f"| processes x threads | fits per hour | vs first layout | {took} |")
     print("|---|---|---|---|")
     for r in rows:
         r["ratio"] = r["fits_per_hour"] / base
@@ -473,6 +494,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=None, help="per-fit: alternating rounds, medians are reported (CPU 3, CUDA 1)")
     p.add_argument("--layouts", nargs="+", default=None, help="throughput: KxT = K processes of T threads")
     p.add_argument("--loop", default="engine", choices=["engine", "reference"], help="throughput: which fit loop")
+    p.add_argument("--batch", type=int, default=1,
+                   help="throughput: fits per process, run at once by fit_batch (as the pipeline's fit.batch)")
     p.add_argument("--images", nargs="+", default=[], help="precision: image files")
     p.add_argument("--modes", nargs="+", default=["default", "reduce-overhead"], help="compile modes")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 2, 4, 8], help="batched: fits per batch")
@@ -486,6 +509,8 @@ def main() -> None:
     args.ref_iterations = args.ref_iterations if args.ref_iterations is not None else (20 if cuda else 0)
     args.rounds = args.rounds or (1 if cuda else 3)
     args.warmup = args.warmup if args.warmup is not None else (20 if cuda else 2)
+    if args.batch > 1 and args.loop != "engine":
+        p.error("--batch runs fit_batch, not the reference loop")
     if args.mode == "precision" and not args.images:
         p.error("precision needs --images")
     rows = {"per-fit": mode_per_fit, "throughput": mode_throughput, "batched": mode_batched, "full": mode_full,

@@ -50,3 +50,13 @@ def test_batched_mode_runs(tmp_path):
                         "--warmup", "1", "--batches", "2", "--threads", "1")
     assert "| batched, 2 fits |" in stdout
     assert [r["fits"] for r in data["rows"]] == [1, 2] and all(r["fits_per_hour"] > 0 for r in data["rows"])
+
+
+def test_throughput_mode_with_batched_processes(tmp_path):
+    stdout, data = _run(tmp_path, "throughput", "--method", "ours32", "--size", "32", "--iterations", "3",
+                        "--warmup", "1", "--layouts", "1x1", "2x1", "--batch", "2")
+    assert "batched (2 fits per process) loop" in stdout
+    rows = data["rows"]
+    assert [(r["layout"], r["processes"], r["batch"]) for r in rows] == [
+        ("1x1, one fit per process", 1, 1), ("1x1, 2 fits per process", 1, 2), ("2x1, 2 fits per process", 2, 2)]
+    assert rows[0]["ratio"] == 1.0 and all(r["fits_per_hour"] > 0 for r in rows)

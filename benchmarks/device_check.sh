@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU-host measurements issue 8 still lacks, as one short script for a device machine
+# (one GPU, 16 CPU cores; torch with CUDA, no snakemake needed). About 5 minutes on an H100.
+#
+#   bash benchmarks/device_check.sh [OUT_DIR]     # JSON rows and the log go to OUT_DIR
+#
+# 1. CUDA tests of the fit engine and of batched fits
+# 2. Ours-64 at 512², 3000 iterations, one fit (target on one H100: <= 30 s)
+# 3. fits per hour for K processes, one fit each, and for K processes of 8 batched fits each
+#    (fit.fits_per_gpu x fit.batch in the pipeline), against one fit at a time
+# 4. the CPU process layout on all CPU cores (one fit x N threads against N x 1 thread)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-.bench}}"
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+bench="python benchmarks/fit_speed.py"
+step() { echo; echo "=== $1"; }
+{
+  step "device"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+  step "CUDA tests"
+  timeout 300 python -m pytest -q -x -p no:cacheprovider tests/test_fit_batched.py tests/test_fit.py -k cuda \
+    || echo "CUDA tests failed or pytest is missing"
+  step "one Ours-64 fit at 512², 3000 iterations"
+  timeout 300 $bench full --device cuda --methods ours64 --size 512 --json "$out/full.json"
+  for m in ours32 ours64; do
+    step "$m at 256²: K fit processes"
+    timeout 300 $bench throughput --device cuda --method $m --layouts 1x1 2x1 4x1 --json "$out/throughput_$m.json"
+    step "$m at 256²: K processes of 8 batched fits"
+    timeout 300 $bench throughput --device cuda --method $m --batch 8 --layouts 1x1 2x1 4x1 \
+      --json "$out/throughput_batch8_$m.json"
+  done
+  n=$(nproc)
+  step "CPU process layout, Ours-32 at 256², $n cores"
+  timeout 300 $bench throughput --device cpu --method ours32 --size 256 --iterations 20 \
+    --layouts "1x$n" "${n}x1" "1x$n" "${n}x1" --json "$out/throughput_cpu.json"
+} 2>&1 | tee "$out/device_check.log"
