@@ -253,7 +253,7 @@ def test_cuda_out_of_memory_names_method_and_image_size():
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
     msg = str(err.value)
     assert msg.startswith(f"CUDA out of memory fitting {what} on cuda:0: CUDA out of memory. Tried to allocate 2.00 GiB.")
-    assert "fit.fits_per_gpu" in msg and "more detail" not in msg
+    assert "fit.fits_per_gpu" in msg and "fit.batch" in msg and "more detail" not in msg
 
 
 def test_stale_partial_files_are_removed_on_the_next_write(tmp_path):

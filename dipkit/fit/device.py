@@ -145,7 +145,7 @@ def explain_out_of_memory(what: str, device: torch.device | str) -> Iterator[Non
         first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
         raise FitOutOfMemoryError(
             f"CUDA out of memory fitting {what} on {device}: {first}. Run fewer fits on this GPU "
-            f"(config fit.fits_per_gpu, --resources gpu=), crop the image, or use a larger GPU"
+            f"(config fit.fits_per_gpu, --resources gpu=; fit.batch), crop the image, or use a larger GPU"
         ) from None
 
 
