@@ -321,7 +321,7 @@ def run_fit_batch_job(
     """
     import torch
 
-    from dipkit.fit import FitDivergedError
+    from dipkit.fit import FitDivergedError, select_device
     from dipkit.fit.gpu_slots import device_for_job
 
     if len(images) != len(specs) or not images:
@@ -339,6 +339,9 @@ def run_fit_batch_job(
     started = time.time()
     outcomes: dict[int, dict] = {}
     with device_for_job(device, fits_per_gpu) as job_device:  # one GPU slot for the whole batch
+        if select_device(job_device).type == "cpu" and len(images) > 1:
+            log.warning("batched fits on the CPU: slower than one fit per job (README, Batched fits); "
+                        "set fit.batch: 1 on machines without a GPU")
         for members in groups.values():
             spec = specs[members[0]]
             cleans = [loaded[j][0] for j in members]
