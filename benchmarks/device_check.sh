@@ -3,6 +3,7 @@
 # (one GPU, 16 CPU cores; torch with CUDA, no snakemake needed). About 5 minutes on an H100.
 #
 #   bash benchmarks/device_check.sh [OUT_DIR]     # JSON rows and the log go to OUT_DIR
+#   DEVICE=cpu QUICK=1 bash benchmarks/device_check.sh /tmp/x   # rehearsal: tiny sizes, no GPU
 #
 # 1. CUDA tests of the fit engine and of batched fits
 # 2. Ours-64 at 512², 3000 iterations, one fit (target on one H100: <= 30 s)
@@ -15,6 +16,10 @@ out="${1:-${OUT:-.bench}}"
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 bench="python benchmarks/fit_speed.py"
+dev="${DEVICE:-cuda}"
+quick=()   # QUICK=1: a few iterations on tiny images, to check the script itself
+[ -n "${QUICK:-}" ] && quick=(--iterations 3 --warmup 1)
+small() { if [ -n "${QUICK:-}" ]; then echo 32; else echo "$1"; fi; }
 step() { echo; echo "=== $1"; }
 {
   step "device"
@@ -24,16 +29,17 @@ step() { echo; echo "=== $1"; }
   timeout 300 python -m pytest -q -x -p no:cacheprovider tests/test_fit_batched.py tests/test_fit.py -k cuda \
     || echo "CUDA tests failed or pytest is missing"
   step "one Ours-64 fit at 512², 3000 iterations"
-  timeout 300 $bench full --device cuda --methods ours64 --size 512 --json "$out/full.json"
+  timeout 300 $bench full --device "$dev" --methods ours64 --size "$(small 512)" --json "$out/full.json"
   for m in ours32 ours64; do
     step "$m at 256²: K fit processes"
-    timeout 300 $bench throughput --device cuda --method $m --layouts 1x1 2x1 4x1 --json "$out/throughput_$m.json"
+    timeout 300 $bench throughput --device "$dev" --method $m --size "$(small 256)" --layouts 1x1 2x1 4x1 \
+      "${quick[@]}" --json "$out/throughput_$m.json"
     step "$m at 256²: K processes of 8 batched fits"
-    timeout 300 $bench throughput --device cuda --method $m --batch 8 --layouts 1x1 2x1 4x1 \
-      --json "$out/throughput_batch8_$m.json"
+    timeout 300 $bench throughput --device "$dev" --method $m --size "$(small 256)" --batch 8 \
+      --layouts 1x1 2x1 4x1 "${quick[@]}" --json "$out/throughput_batch8_$m.json"
   done
   n=$(nproc)
   step "CPU process layout, Ours-32 at 256², $n cores"
-  timeout 300 $bench throughput --device cpu --method ours32 --size 256 --iterations 20 \
-    --layouts "1x$n" "${n}x1" "1x$n" "${n}x1" --json "$out/throughput_cpu.json"
+  timeout 300 $bench throughput --device cpu --method ours32 --size "$(small 256)" --iterations 20 \
+    --layouts "1x$n" "${n}x1" "1x$n" "${n}x1" "${quick[@]}" --json "$out/throughput_cpu.json"
 } 2>&1 | tee "$out/device_check.log"
