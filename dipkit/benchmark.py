@@ -344,12 +344,11 @@ def run_fit_batch_job(
                         "set fit.batch: 1 on machines without a GPU")
         for members in groups.values():
             spec = specs[members[0]]
-            cleans = [loaded[j][0] for j in members]
             log.info("%s/%s/%s: fitting %d image(s) at once: %s", dataset, noise_id, spec["method"],
                      len(members), " ".join(images[j] for j in members))
             try:
                 results = run_fit_batch(
-                    None if any(c is None for c in cleans) else cleans,
+                    [loaded[j][0] for j in members],
                     [loaded[j][1] for j in members],
                     spec,
                     [seeds[j] for j in members],

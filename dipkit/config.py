@@ -83,16 +83,23 @@ def plan_methods(config: dict) -> dict:
     return out
 
 
+def fitted_size(dataset: str, image: str, crop_multiple: int) -> tuple[int, int]:
+    """``(width, height)`` of a built-in clean image as it is fitted: both sides cropped to a
+    multiple of ``crop_multiple``, as the prepare stage does (:func:`dipkit.images.center_crop`)."""
+    from dipkit.manifest import builtin_sizes
+
+    w, h = builtin_sizes()[(dataset, image)]
+    return w - w % crop_multiple, h - h % crop_multiple
+
+
 def check_image_sizes(config: dict, plans: dict[str, DatasetPlan], methods: dict) -> None:
     """Fail when a method's network cannot take a built-in dataset's images (after the crop
     to ``crop_multiple``): encoder-decoders need sides that are multiples of ``2**levels``.
 
     User datasets are checked when their images are read (the fit job names the file)."""
     from dipkit.catalog import size_rule
-    from dipkit.manifest import builtin_sizes
 
     crop = int(config.get("crop_multiple", 32))
-    sizes = builtin_sizes()
     for dname, plan in plans.items():
         if not plan.builtin:
             continue
@@ -103,8 +110,7 @@ def check_image_sizes(config: dict, plans: dict[str, DatasetPlan], methods: dict
                 continue
             multiple, smallest = rule
             for image in plan.images:
-                w, h = sizes[(dname, image)]
-                w, h = w - w % crop, h - h % crop
+                w, h = fitted_size(dname, image, crop)
                 if w % multiple or h % multiple or min(w, h) < smallest:
                     raise ConfigError(
                         f"config key methods.{mname}: its {m.architecture} network downsamples by {multiple}, "

@@ -15,6 +15,7 @@ from dipkit.config import (
     ConfigError,
     check_fit_batch,
     check_image_sizes,
+    fitted_size,
     plan_datasets,
     plan_experiments,
     plan_fit_batches,
@@ -22,7 +23,7 @@ from dipkit.config import (
     relabel_methods,
 )
 from dipkit.experiments import arm_spec, split_image
-from dipkit.manifest import IMAGE_ID_PATTERN, builtin_datasets, builtin_sizes
+from dipkit.manifest import IMAGE_ID_PATTERN, builtin_datasets
 from dipkit.methods import fit_spec
 from dipkit.noise import NOISE_ID_PATTERN, NoiseSpec
 
@@ -229,9 +230,7 @@ def _fitted_size(dataset, image):
     a user dataset (its fit_batch jobs group their images by size when they run)."""
     if not DATASETS[dataset].builtin:
         return None
-    crop = int(config["crop_multiple"])
-    w, h = builtin_sizes()[(dataset, image)]
-    return w - w % crop, h - h % crop
+    return fitted_size(dataset, image, int(config["crop_multiple"]))
 
 
 # config fit.batch > 1: fits planned in batches, each run by one fit_batch job and copied

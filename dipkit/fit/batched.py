@@ -12,8 +12,9 @@ equal K calls of :func:`dipkit.fit.fit` up to rounding (``tests/test_fit_batched
 Each fit gets the same :class:`~dipkit.fit.FitResult` as :func:`dipkit.fit.fit` gives: loss and
 PSNR trajectories every iteration, SSIM of the smoothed output every ``ssim_every`` iterations
 and at the last, the scored output and its scores. Scope: the paper's loop without
-backtracking, NCHW layout, NaN checked once after the loop. Used by ``benchmarks/fit_speed.py
-batched``; the pipeline runs one fit per job.
+backtracking, NCHW layout, NaN checked once after the loop. Used by ``benchmarks/fit_speed.py``
+(``batched``, ``throughput --batch``) and by the pipeline's ``fit_batch`` rule (config
+``fit.batch``, :func:`dipkit.benchmark.run_fit_batch_job`).
 """
 
 from __future__ import annotations
