@@ -158,7 +158,7 @@ def denoise(
         ``sigma``, ``sigma_source``, ``device``, ``seconds``, ``iterations``, ``method``.
     """
     from dipkit.benchmark import run_fit
-    from dipkit.catalog import size_rule
+    from dipkit.architectures import size_rule
     from dipkit.methods import fit_spec, get_method
 
     img = np.asarray(noisy, np.float32)
