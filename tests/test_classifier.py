@@ -267,7 +267,14 @@ def test_run_classifier_writes_every_output(synthetic_table, tmp_path):
 
     def run(root):
         return run_classifier(
-            paths, outputs(root), n_splits=3, n_repeats=1, seed=3, labels=labels, label_datasets=("Toy",), **FAST
+            paths,
+            outputs(root),
+            n_splits=3,
+            n_repeats=1,
+            seed=3,
+            labels=labels,
+            label_datasets=("Toy",),
+            **FAST,
         )
 
     a = outputs(tmp_path / "a")

@@ -127,7 +127,9 @@ def _decoder_geometry_fn(schedule: str, name: str):
 
 def _position_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tuple[int, int]]:
     if opts["position"] not in ("first", "last"):
-        raise ValueError(f"conv_decoder_position: position must be 'first' or 'last', got {opts['position']!r}")
+        raise ValueError(
+            f"conv_decoder_position: position must be 'first' or 'last', got {opts['position']!r}"
+        )
     inp = position_input_size(image_size, opts["factor"])
     decoder_geometry(
         image_size,
