@@ -62,6 +62,7 @@ decoder sum of that level:
 ISNAS-DIP flattens it row-major into its model names (``0_{index}_iteration_4000_sigma_25_skip_
 {25 bits}``, :attr:`NASArchitecture.isnas_name`). NAS-DIP's denoising model uses the same-scale
 skips and every cross-scale *upsampling* skip: the upper triangle ``c >= r``
+(:func:`nas_dip_skips`: ``11111 01111 00111 00011 00001``).
 
 Option names: the ``nas_dip`` builder's options (``model_index``, ``skips``, ``genotype``, ...)
 and their defaults are in :data:`dipkit.architectures.ARCHITECTURE_DEFAULTS`.
