@@ -160,8 +160,9 @@ def pipeline_settings(options: Mapping) -> dict:
 
 
 def fit_search(model: GridSearchCV, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> GridSearchCV:
-    """Fit a :func:`make_pipeline` search on checked arrays (:func:`~dipkit.classifier.labels.
-    training_arrays`): ``X`` ``[n, features]``, ``y`` ``[n]``, ``groups`` ``[n]`` or ``None``."""
+    """Fit a :func:`make_pipeline` search on checked arrays
+    (:func:`~dipkit.classifier.labels.training_arrays`): ``X`` ``[n, features]``, ``y`` ``[n]``,
+    ``groups`` ``[n]`` (rows of one image share a group) or ``None``."""
     # inputs are validated once by training_arrays; skipping scikit-learn's per-call parameter
     # and finiteness checks roughly halves the time of the thousands of small fits
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):

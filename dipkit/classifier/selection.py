@@ -123,11 +123,12 @@ class ImportanceMemo:
     """The tree importances one model search has computed, by training rows and tree settings.
 
     A grid search refits the selector on the same training rows for every candidate (18 with
-    the default grid) and the trees do not depend on ``k``, so :func:`dipkit.classifier.model.
-    make_pipeline` gives each pipeline one memo and the trees are fitted once per training
-    fold. The memo lives as long as its pipeline: the clones ``GridSearchCV`` makes share it
-    (``copy.deepcopy`` returns the memo itself), and it pickles empty. Results are the same
-    without it; on the 86 NoRepeat images a cross-validation takes 2.4x to 2.9x as long without it.
+    the default grid) and the trees do not depend on ``k``, so
+    :func:`~dipkit.classifier.model.make_pipeline` gives each pipeline one memo and the trees
+    are fitted once per training fold. The memo lives as long as its pipeline: the clones
+    ``GridSearchCV`` makes share it (``copy.deepcopy`` returns the memo itself), and it pickles
+    empty. Results are the same without it; on the 86 NoRepeat images a cross-validation takes
+    2.4x to 2.9x as long without it.
     """
 
     def __init__(self) -> None:
