@@ -64,7 +64,7 @@ def _noise_specs(name: str, entry: dict, paired: bool) -> tuple[NoiseSpec, ...]:
 
 def plan_methods(config: dict) -> dict:
     """``{name: Method}`` for the ``methods`` section, with its overrides applied."""
-    from dipkit.catalog import check_options
+    from dipkit.architectures import check_options
     from dipkit.methods import get_method
 
     out = {}
@@ -97,7 +97,7 @@ def check_image_sizes(config: dict, plans: dict[str, DatasetPlan], methods: dict
     to ``crop_multiple``): encoder-decoders need sides that are multiples of ``2**levels``.
 
     User datasets are checked when their images are read (the fit job names the file)."""
-    from dipkit.catalog import size_rule
+    from dipkit.architectures import size_rule
 
     crop = int(config.get("crop_multiple", 32))
     for dname, plan in plans.items():

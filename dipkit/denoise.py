@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 #: Features of the labelled clean images (Set9, Set12, CBSD68), from :func:`reference_features`.
 REFERENCE_FEATURES = Path(__file__).parent / "data" / "texture_features.csv"
 #: Bumped when the cached classifier must be retrained.
-CLASSIFIER_CACHE_VERSION = 1
+CLASSIFIER_CACHE_VERSION = 2  # 2: the pickled classes moved into the dipkit.classifier package
 #: Smallest side accepted (texture features and noise estimation need a few pixels).
 MIN_SIDE = 8
 
@@ -53,7 +53,7 @@ def reference_features(datasets_dir: str | os.PathLike, out_path: str | os.PathL
     (e.g. the offline mirror); writes :data:`REFERENCE_FEATURES` when ``out_path`` is given."""
     import pandas as pd
 
-    from dipkit.classifier import LABEL_DATASETS
+    from dipkit.classifier.labels import LABEL_DATASETS
     from dipkit.features import features_from_files
     from dipkit.io import write_text
     from dipkit.manifest import builtin_datasets
@@ -84,7 +84,8 @@ def width_classifier(cache_dir: str | os.PathLike | None = None):
     import pandas as pd
     import sklearn
 
-    from dipkit.classifier import _feature_columns, fit_full, labels_for
+    from dipkit.classifier.labels import feature_columns, labels_for
+    from dipkit.classifier.model import fit_full
     from dipkit.io import atomic_path
 
     data = REFERENCE_FEATURES.read_bytes()
@@ -98,7 +99,7 @@ def width_classifier(cache_dir: str | os.PathLike | None = None):
             log.warning("ignoring unreadable classifier cache %s (%s)", path, err)
     df = pd.read_csv(REFERENCE_FEATURES, dtype={"dataset": str, "image": str})
     y = labels_for(df)
-    model = fit_full(df.loc[y.index, _feature_columns(df)], y, seed=0)
+    model = fit_full(df.loc[y.index, feature_columns(df)], y, seed=0)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         pickle.dump(model, fh)
     return model
@@ -110,7 +111,8 @@ def predict_width(noisy: np.ndarray, sigma: float, cache_dir=None) -> tuple[int,
     import pandas as pd
     from skimage.restoration import denoise_tv_chambolle
 
-    from dipkit.classifier import CLASSES, predict_scores
+    from dipkit.classifier.labels import CLASSES
+    from dipkit.classifier.model import predict_scores
     from dipkit.features import image_features
 
     smooth = denoise_tv_chambolle(np.asarray(noisy, np.float64), weight=max(sigma, 1.0) / 255.0 * 2.0, channel_axis=-1)
@@ -158,7 +160,7 @@ def denoise(
         ``sigma``, ``sigma_source``, ``device``, ``seconds``, ``iterations``, ``method``.
     """
     from dipkit.benchmark import run_fit
-    from dipkit.catalog import size_rule
+    from dipkit.architectures import size_rule
     from dipkit.methods import fit_spec, get_method
 
     img = np.asarray(noisy, np.float32)

@@ -86,7 +86,8 @@ Deviations
 
 Arrays: images are ``numpy`` ``[H, W, C]`` (or ``[H, W]``) floats in ``[0, 1]``; torch tensors
 ``[1, C, H, W]`` / ``[C, H, W]`` are accepted by :func:`psd_metric` and converted.
-``import dipkit.isnas`` only imports numpy; torch and the models are imported by :func:`search`.
+``import dipkit.isnas`` only imports numpy (and the torch-free :mod:`dipkit.nas_search_space`);
+torch and the models are imported by :func:`search`.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ from typing import Any
 
 import numpy as np
 
+from .nas_search_space import sample_nas_architecture
 from .seeding import derive_seed
 
 __all__ = [
@@ -375,7 +377,7 @@ def search(
     """
     import torch
 
-    from .models import build_model, count_parameters, sample_nas_architecture
+    from .models import build_model, count_parameters
 
     metric = _check_metric(metric)
     n_samples, top_k, seed = int(n_samples), int(top_k), int(seed)

@@ -21,3 +21,9 @@ def derive_seed(base: int, *parts: object) -> int:
     text = "\x1f".join([str(int(base)), *(str(p) for p in parts)])
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def random_state(base: int, *parts: object) -> int:
+    """A ``random_state`` for scikit-learn (and ``numpy.random.RandomState``, which need
+    seeds below ``2**32``): :func:`derive_seed` of ``base`` and ``parts``, modulo ``2**32``."""
+    return derive_seed(base, *parts) % (2**32)

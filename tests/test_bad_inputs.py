@@ -328,16 +328,6 @@ def test_sigkill_then_rerun_incomplete_gives_the_same_rows(tmp_path, mirror):
     assert _leftovers(work / "results") == []
 
 
-def test_config_checks_know_every_architecture_option():
-    """The torch-free catalog the config checks use agrees with the model registry."""
-    from dipkit.catalog import LEVELS_DEFAULT, OPTION_NAMES
-    from dipkit.models import ARCHITECTURES
-
-    assert {n: set(s.defaults) for n, s in ARCHITECTURES.items()} == {n: set(v) for n, v in OPTION_NAMES.items()}
-    for name, levels in LEVELS_DEFAULT.items():
-        assert ARCHITECTURES[name].defaults["levels"] == levels
-
-
 # --------------------------------------------------------------------------- README
 
 

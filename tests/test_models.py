@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from dipkit.architectures import ARCHITECTURE_DEFAULTS, ENCODER_DECODERS, size_rule
 from dipkit.models import (
     ARCHITECTURES,
     build_model,
@@ -414,6 +415,25 @@ def test_image_size_validation():
     m = build_model("conv_decoder_after", 3, (256, 256), width=8, input_size=(64, 64))
     assert m.input_size == (64, 64) and m(_z(m)).shape == (1, 3, 256, 256)
 
+
+def test_registry_presets_are_the_torch_free_defaults():
+    # one source: the registry's presets are dipkit.architectures' (which the config checks use)
+    assert {n: s.defaults for n, s in ARCHITECTURES.items()} == dict(ARCHITECTURE_DEFAULTS)
+
+
+@pytest.mark.parametrize("name", sorted(ENCODER_DECODERS))
+def test_config_size_rule_is_the_networks(name):
+    """The size rule the config checks apply (before any job) is the one the networks enforce."""
+    levels = ARCHITECTURE_DEFAULTS[name]["levels"]
+    assert size_rule(name, {}) == (2**levels, 2 ** (levels + 1))
+    for levels in (2, 3):
+        multiple, smallest = size_rule(name, {"levels": levels})
+        validate_image_size(name, (smallest, smallest + multiple), levels=levels)
+        with pytest.raises(ValueError, match=f"not divisible by {multiple}"):
+            validate_image_size(name, (smallest + multiple // 2, smallest), levels=levels)
+        with pytest.raises(ValueError, match=f"each side must be at least {smallest}"):
+            validate_image_size(name, (smallest - multiple, smallest), levels=levels)
+    assert size_rule("conv_decoder", {"levels": 3}) is None
 
 def test_cli_table(capsys):
     from dipkit.models.__main__ import main

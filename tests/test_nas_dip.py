@@ -1,7 +1,11 @@
-"""Tests of the NAS-DIP network and its search space (dipkit.models.nas_dip): parameter counts,
-cell-index decoding, skip matrices, shapes, ISNAS-DIP-style sampling, options and validation."""
+"""Tests of the NAS-DIP network (dipkit.models.nas_dip) and its search space
+(dipkit.nas_search_space): parameter counts, cell-index decoding, skip matrices, shapes,
+ISNAS-DIP-style sampling, options and validation."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,11 +21,11 @@ from dipkit.models import (
     sample_nas_architecture,
     validate_image_size,
 )
-from dipkit.models.nas_dip import (
+from dipkit.models.nas_dip import NASUpsampleCell
+from dipkit.nas_search_space import (
     INVALID_CELL_INDICES,
     ISNAS_NUM_CELL_INDICES,
     NUM_CELL_INDICES,
-    NASUpsampleCell,
     cell_index,
     decode_cell_index,
     describe,
@@ -184,6 +188,17 @@ def test_nas_dip_architecture_and_skips():
 # --------------------------------------------------------------------------- sampling (ISNAS-DIP)
 
 
+def test_search_space_imports_without_torch():
+    # configs and the ISNAS-DIP search read architectures without torch
+    code = (
+        "import sys, dipkit.nas_search_space as space; "
+        "token = space.sample_nas_architecture(7).token; "
+        "assert 'torch' not in sys.modules, 'torch was imported'; print(token)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == sample_nas_architecture(7).token
+
+
 def test_sampling_is_deterministic_and_covers_the_space():
     a = [sample_nas_architecture(np.random.default_rng(7)) for _ in range(3)]
     assert a[0] == a[1] == a[2]
@@ -240,7 +255,7 @@ def test_sampled_architectures_build_and_run(seed):
         out = m(_z(m))
     assert out.shape == (1, 3, 64, 64)
     assert torch.isfinite(out).all() and float(out.min()) > 0.0 and float(out.max()) < 1.0
-    assert arch.describe() in describe(m)
+    assert arch.describe() in m.describe()
     # same architecture through model_index/skips: same modules, same weights for the same seed
     torch.manual_seed(seed)
     m2 = build_model(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from dipkit.classifier import run_classifier
+from dipkit.classifier.stage import ClassifierOutputs, run_classifier
 from dipkit.methods.widths import write_width_files
 from dipkit.workflow import script_context
 
@@ -13,7 +13,13 @@ with script_context(snakemake):
     out = snakemake.output
     run_classifier(
         list(snakemake.input),
-        str(Path(out.metrics).parent),
+        ClassifierOutputs(
+            metrics=out.metrics,
+            roc=out.roc,
+            confusion=out.confusion,
+            ranking=out.ranking,
+            widths=out.widths,
+        ),
         variant=snakemake.params.labels,
         n_splits=snakemake.params.splits,
         n_repeats=snakemake.params.repeats,

@@ -4,9 +4,10 @@ Re-implementations of the networks used by Liu et al., "The Devil is in the Upsa
 (ICCV 2023) and its baselines: DIP's hourglass (:mod:`.hourglass`), the paper's 2-level
 hourglass, Deep Decoder / MLP-Decoder and ConvDecoder variants (:mod:`.decoders`), the
 upsamplers (:mod:`.upsample`), the fixed FIR filters of Fig. 4 (:mod:`.filters`) and the
-Swin-UNet of Fig. 12 (:mod:`.swin_unet`, registered as ``swin_unet``) and NAS-DIP with its
-search space (:mod:`.nas_dip`, registered as ``nas_dip``; ISNAS-DIP samples it with
-:func:`sample_nas_architecture`).
+Swin-UNet of Fig. 12 (:mod:`.swin_unet`, registered as ``swin_unet``) and NAS-DIP
+(:mod:`.nas_dip`, registered as ``nas_dip``) built from a point of its search space
+(:mod:`dipkit.nas_search_space`, torch-free; ISNAS-DIP samples it with
+:func:`~dipkit.nas_search_space.sample_nas_architecture`).
 
 Typical use::
 
@@ -18,9 +19,10 @@ Typical use::
 ``python -m dipkit.models`` prints every architecture with its parameter count.
 """
 
+from dipkit.nas_search_space import NASArchitecture, UpsampleCell, sample_nas_architecture
+
 from .filters import FILTER_TAPS, frequency_response_db, get_filter_taps
 from .layers import DIPNetwork
-from .nas_dip import NASArchitecture, UpsampleCell, sample_nas_architecture
 from .registry import (
     ARCHITECTURES,
     ArchitectureSpec,

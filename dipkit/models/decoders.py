@@ -44,8 +44,10 @@ from collections.abc import Sequence
 import numpy as np
 from torch import nn
 
+from dipkit.architectures import canonical_activation, canonical_padding
+
 from .filters import FILTER_TAPS
-from .layers import DIPNetwork, canonical_activation, canonical_padding, make_activation, make_conv, make_norm
+from .layers import DIPNetwork, make_activation, make_conv, make_norm
 from .upsample import fir_min_input_size, make_upsampler, resolve_upsample_mode
 
 __all__ = [

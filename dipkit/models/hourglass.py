@@ -46,11 +46,11 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from dipkit.architectures import canonical_activation, canonical_padding, check_downsampled_size
+
 from .layers import (
     DIPNetwork,
     Concat,
-    canonical_activation,
-    canonical_padding,
     make_activation,
     make_conv,
     make_norm,
@@ -117,14 +117,8 @@ def check_hourglass_size(image_size: tuple[int, int], levels: int, upsample="bil
     """Raise :class:`ValueError` unless an hourglass with ``levels`` levels can produce an
     image of ``image_size``: both sides must be multiples of ``2**levels`` and at least
     ``2**(levels + 1)`` (so the deepest feature map, where BatchNorm needs more than one value,
-    is at least 2x2); FIR upsamplers with long filters need larger deepest maps."""
-    h, w = int(image_size[0]), int(image_size[1])
-    f = 2 ** int(levels)
-    if h % f or w % f:
-        raise ValueError(
-            f"image size {h}x{w} is not divisible by {f}: an hourglass with {levels} levels "
-            f"downsamples by {f} (crop the image to multiples of {f})"
-        )
+    is at least 2x2; :func:`dipkit.architectures.check_downsampled_size`); FIR upsamplers with
+    long filters need larger deepest maps."""
     min_deep = 2
     for mode in upsample if isinstance(upsample, (list, tuple)) else [upsample]:
         kind, detail = resolve_upsample_mode(mode)
@@ -132,11 +126,7 @@ def check_hourglass_size(image_size: tuple[int, int], levels: int, upsample="bil
             raise ValueError("an hourglass network needs an upsampler; upsample='none' is not allowed")
         if kind == "fir" and detail is not None:
             min_deep = max(min_deep, fir_min_input_size(len(FILTER_TAPS[detail])))
-    if min(h, w) < f * min_deep:
-        raise ValueError(
-            f"image size {h}x{w} is too small for an hourglass with {levels} levels: "
-            f"each side must be at least {f * min_deep} (deepest feature map >= {min_deep}x{min_deep})"
-        )
+    check_downsampled_size(image_size, levels, "an hourglass", min_deep)
 
 
 class Hourglass(DIPNetwork):

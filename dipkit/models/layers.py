@@ -18,39 +18,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dipkit.architectures import canonical_activation, canonical_padding
+
 __all__ = [
-    "ACTIVATIONS",
-    "PADDINGS",
     "make_activation",
     "make_conv",
     "make_norm",
     "Concat",
     "DIPNetwork",
 ]
-
-#: Activation names accepted by :func:`make_activation` (case-insensitive).
-ACTIVATIONS: tuple[str, ...] = ("ReLU", "LeakyReLU", "GELU", "none")
-
-#: Padding names accepted by :func:`make_conv`.
-PADDINGS: tuple[str, ...] = ("zero", "reflection")
-
-
-def canonical_activation(name: str) -> str:
-    """Canonical spelling of an activation name; raises :class:`ValueError` if unknown."""
-    key = str(name).strip().lower().replace("_", "").replace("-", "")
-    table = {"relu": "ReLU", "leakyrelu": "LeakyReLU", "lrelu": "LeakyReLU", "gelu": "GELU", "none": "none"}
-    if key not in table:
-        raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
-    return table[key]
-
-
-def canonical_padding(name: str) -> str:
-    """Canonical spelling of a padding name; raises :class:`ValueError` if unknown."""
-    key = str(name).strip().lower()
-    table = {"zero": "zero", "zeros": "zero", "reflection": "reflection", "reflect": "reflection"}
-    if key not in table:
-        raise ValueError(f"unknown padding {name!r}; allowed: {', '.join(PADDINGS)}")
-    return table[key]
 
 
 def make_activation(name: str) -> nn.Module:

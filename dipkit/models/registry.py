@@ -9,12 +9,15 @@ Public API (re-exported by :mod:`dipkit.models`):
 * :func:`get_input_shape`: ``(in_channels, h, w)`` of the input code, without building;
 * :func:`count_parameters`: number of trainable parameters.
 
+The option names and defaults of every preset are
+:data:`dipkit.architectures.ARCHITECTURE_DEFAULTS` (torch-free, shared with the config checks).
+
 Registered names: ``dip``, ``hourglass``, ``deep_decoder``, ``mlp_decoder`` (same network as
 ``deep_decoder``: the paper's "MLP-Decoder" *is* the Deep Decoder with 1x1 convolutions),
 ``conv_decoder``, ``conv_decoder_after``, ``conv_decoder_lpf``, ``swin_unet`` (Fig. 12;
 ``upsample='bilinear'`` or ``'patch_expand'``, see :mod:`dipkit.models.swin_unet`), ``nas_dip``
 (Table 2 "NAS"; any point of its search space, e.g. ISNAS-DIP's samples, through
-``model_index``/``skips`` or ``genotype``, see :mod:`dipkit.models.nas_dip`).
+``model_index``/``skips`` or ``genotype``, see :mod:`dipkit.nas_search_space`).
 
 Where the paper's wording and its code disagree, defaults follow the code (see
 :mod:`dipkit.models.hourglass`); the paper's reading is available through options.
@@ -29,6 +32,9 @@ from typing import Any
 
 from torch import nn
 
+from dipkit.architectures import ARCHITECTURE_DEFAULTS
+from dipkit.nas_search_space import resolve_nas_architecture
+
 from .decoders import (
     build_conv_decoder,
     build_conv_decoder_after,
@@ -40,7 +46,7 @@ from .decoders import (
 )
 from .hourglass import build_hourglass, check_hourglass_size
 from .layers import DIPNetwork
-from .nas_dip import build_nas_dip, check_nas_dip_size, resolve_nas_architecture
+from .nas_dip import build_nas_dip, check_nas_dip_size
 from .swin_unet import build_swin_unet, resolve_swin_options, swin_unet_geometry
 
 __all__ = [
@@ -76,26 +82,8 @@ class ArchitectureSpec:
 
 # ----------------------------------------------------------------------------- hourglass family
 
-_HOURGLASS_KEYS = (
-    "levels",
-    "width",
-    "channels_down",
-    "channels_up",
-    "skip_channels",
-    "num_skips",
-    "kernel_down",
-    "kernel_up",
-    "kernel_skip",
-    "need1x1_up",
-    "act",
-    "pad",
-    "upsample",
-    "align_corners",
-    "downsample",
-    "need_sigmoid",
-    "need_bias",
-    "taps",
-)
+#: the options :func:`build_hourglass` takes as keywords (``in_channels`` is resolved first)
+_HOURGLASS_KEYS = tuple(k for k in ARCHITECTURE_DEFAULTS["dip"] if k != "in_channels")
 
 
 def _hourglass_in_channels(opts: dict) -> int:
@@ -117,52 +105,7 @@ def _hourglass_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, t
     return _hourglass_in_channels(opts), (int(image_size[0]), int(image_size[1]))
 
 
-_DIP_DEFAULTS = dict(
-    levels=5,
-    width=128,
-    channels_down=None,
-    channels_up=None,
-    skip_channels=4,
-    num_skips=None,
-    kernel_down=3,
-    kernel_up=3,
-    kernel_skip=1,
-    need1x1_up=True,
-    act="LeakyReLU",
-    pad="reflection",
-    upsample="bilinear",
-    align_corners=False,
-    downsample="stride",
-    need_sigmoid=True,
-    need_bias=True,
-    taps=None,
-    in_channels=128,
-)
-
-_OURS_DEFAULTS = dict(
-    _DIP_DEFAULTS,
-    levels=2,
-    width=64,
-    num_skips=0,
-    act="ReLU",
-    pad="zero",
-    in_channels=None,
-)
-
 # ----------------------------------------------------------------------------- decoder family
-
-_DECODER_DEFAULTS = dict(
-    layers=6,
-    width=128,
-    upsample="bilinear",
-    align_corners=False,
-    act="ReLU",
-    pad="zero",
-    need_sigmoid=True,
-    in_channels=None,
-    input_size=None,
-    taps=None,
-)
 
 
 def _decoder_geometry_fn(schedule: str, name: str):
@@ -182,23 +125,11 @@ def _decoder_geometry_fn(schedule: str, name: str):
     return geometry
 
 
-_POSITION_DEFAULTS = dict(
-    layers=6,
-    width=128,
-    position="last",
-    factor=2,
-    upsample="bilinear",
-    align_corners=False,
-    act="ReLU",
-    pad="zero",
-    need_sigmoid=True,
-    in_channels=None,
-)
-
-
 def _position_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tuple[int, int]]:
     if opts["position"] not in ("first", "last"):
-        raise ValueError(f"conv_decoder_position: position must be 'first' or 'last', got {opts['position']!r}")
+        raise ValueError(
+            f"conv_decoder_position: position must be 'first' or 'last', got {opts['position']!r}"
+        )
     inp = position_input_size(image_size, opts["factor"])
     decoder_geometry(
         image_size,
@@ -214,19 +145,6 @@ def _position_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tu
 
 # ----------------------------------------------------------------------------- Swin-UNet
 
-#: one shared default for both upsamplers (the paper's modified config, transformer.py)
-_SWIN_DEFAULTS = dict(
-    upsample="bilinear",
-    embed_dim=108,
-    depths=(1, 1, 1, 1),
-    heads=(4, 8, 8, 6),
-    window=8,
-    mlp_ratio=4.0,
-    patch_size=4,
-    in_channels=32,
-    need_sigmoid=True,
-)
-
 
 def _swin_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tuple[int, int]]:
     o = resolve_swin_options(**opts)
@@ -236,25 +154,6 @@ def _swin_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tuple[
 
 # ----------------------------------------------------------------------------- NAS-DIP
 
-#: NAS-DIP's searched denoising model (model_denoising.py:Model defaults)
-_NAS_DIP_DEFAULTS = dict(
-    model_index=158,
-    skips=None,
-    genotype=None,
-    levels=5,
-    width=128,
-    in_channels=32,
-    kernel_down=3,
-    kernel_up=3,
-    need1x1_up=True,
-    act="LeakyReLU",
-    pad="reflection",
-    downsample="stride",
-    need_sigmoid=True,
-    need_bias=True,
-    keep_unused=True,
-)
-
 
 def _nas_dip_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tuple[int, int]]:
     arch = resolve_nas_architecture(opts["model_index"], opts["skips"], opts["genotype"], int(opts["levels"]))
@@ -263,19 +162,16 @@ def _nas_dip_geometry(image_size: tuple[int, int], opts: dict) -> tuple[int, tup
     return int(opts["in_channels"]), (int(image_size[0]), int(image_size[1]))
 
 
-def _spec(name, description, source, defaults, builder, geometry) -> ArchitectureSpec:
-    return ArchitectureSpec(name, description, source, MappingProxyType(dict(defaults)), builder, geometry)
+def _spec(name, description, source, builder, geometry) -> ArchitectureSpec:
+    """The registry entry of ``name``; its defaults are :data:`dipkit.architectures.ARCHITECTURE_DEFAULTS`."""
+    return ArchitectureSpec(name, description, source, ARCHITECTURE_DEFAULTS[name], builder, geometry)
 
-
-_DD_DEFAULTS = {k: v for k, v in _DECODER_DEFAULTS.items() if k != "pad"}
-_DD_DEFAULTS["align_corners"] = True
 
 _SPECS = [
     _spec(
         "dip",
         "Deep Image Prior: 5-level hourglass, 128 ch, 4-ch skips, LeakyReLU, reflection pad, bilinear",
         "deep-image-prior models/skip.py:skip; FasterDIP models/skip.py:DIP ('DIP_orig')",
-        _DIP_DEFAULTS,
         _hourglass_builder,
         _hourglass_geometry,
     ),
@@ -283,7 +179,6 @@ _SPECS = [
         "hourglass",
         "paper's 'Ours': 2-level hourglass, width C (32/64/128), no skips, ReLU, zero pad, bilinear",
         "FasterDIP models/skip.py:skip ('DIP_2_scaled', num_scales=2, num_skips=0)",
-        _OURS_DEFAULTS,
         _hourglass_builder,
         _hourglass_geometry,
     ),
@@ -291,7 +186,6 @@ _SPECS = [
         "deep_decoder",
         "Deep Decoder (Table 2 'DD'): 6 layers x 128, 1x1 convs, bilinear x2 per block, input H/32",
         "FasterDIP models/decoder_skip.py:skipdecoder (skips=False, 'DD')",
-        _DD_DEFAULTS,
         build_deep_decoder,
         _decoder_geometry_fn("all", "deep_decoder"),
     ),
@@ -299,7 +193,6 @@ _SPECS = [
         "mlp_decoder",
         "MLP-Decoder (Fig. 3a): same network as deep_decoder; upsample='none' = w/o upsampling",
         "FasterDIP models/decoder_skip.py:skipdecoder (skips=False, 'DD')",
-        _DD_DEFAULTS,
         build_deep_decoder,
         _decoder_geometry_fn("all", "mlp_decoder"),
     ),
@@ -307,7 +200,6 @@ _SPECS = [
         "conv_decoder",
         "ConvDecoder (Table 2 'CD'): 6 layers x 128, 3x3 convs, upsample before conv, input H/32",
         "FasterDIP models/light_cnn.py:ConvDecoder",
-        _DECODER_DEFAULTS,
         build_conv_decoder,
         _decoder_geometry_fn("all", "conv_decoder"),
     ),
@@ -315,7 +207,6 @@ _SPECS = [
         "conv_decoder_after",
         "ConvDecoder 'after' (Table 6): 2 upsamplers only, no ReLU in head, width C, input H/4",
         "FasterDIP models/light_cnn.py:ConvDecoder_improved ('ConvDecoder_ours')",
-        dict(_DECODER_DEFAULTS, width=64),
         build_conv_decoder_after,
         _decoder_geometry_fn("last2", "conv_decoder_after"),
     ),
@@ -323,7 +214,6 @@ _SPECS = [
         "conv_decoder_lpf",
         "ConvDecoder with zero insertion + fixed FIR upsampler (Fig. 4): conv before upsample",
         "FasterDIP models/ConvDecoder.py:ConvDecoder ('ConvDecoder_LPF')",
-        dict(_DECODER_DEFAULTS, upsample="NN"),
         build_conv_decoder_lpf,
         _decoder_geometry_fn("all", "conv_decoder_lpf"),
     ),
@@ -331,7 +221,6 @@ _SPECS = [
         "conv_decoder_position",
         "ConvDecoder with one upsampler of factor f next to the input or the output (Fig. 6)",
         "ours (the paper's Fig. 6 networks are not in its code); blocks as light_cnn.py:ConvDecoder",
-        _POSITION_DEFAULTS,
         build_conv_decoder_position,
         _position_geometry,
     ),
@@ -340,7 +229,6 @@ _SPECS = [
         "Swin-UNet (Fig. 12): 4 stages, patch 4, window 8, embed 108; upsample bilinear|patch_expand",
         "FasterDIP DIP-Recon/transformer-DIP/model_trans/transformer.py (bilinear), "
         "transformer2.py (patch_expand): SwinTransformerSys",
-        _SWIN_DEFAULTS,
         build_swin_unet,
         _swin_geometry,
     ),
@@ -349,7 +237,6 @@ _SPECS = [
         "NAS-DIP (Table 2 'NAS'): searched upsampling cell 158 + cross-scale skips, 5 levels x 128, in 32",
         "YunChunChen/NAS-DIP-pytorch DIP/models/model_denoising.py:Model (cells: gen_upsample_layer.py); "
         "search space as DIP/models/cross_skip.py:skip, sampled by ozgurkara99/ISNAS-DIP random_search.py",
-        _NAS_DIP_DEFAULTS,
         build_nas_dip,
         _nas_dip_geometry,
     ),
