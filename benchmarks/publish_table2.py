@@ -39,9 +39,14 @@ def main(argv=None) -> None:
     reasons = yaml.safe_load(reasons_path.read_text()) if reasons_path.is_file() else {}
     plans = plan_datasets(config)
     cells = write_table2(
-        args.fits, args.out, seed=int(config.get("seed", 0)), date=args.date, reasons=reasons or {},
+        args.fits,
+        args.out,
+        seed=int(config.get("seed", 0)),
+        date=args.date,
+        reasons=reasons or {},
         expected_images={name: len(plan.images) for name, plan in plans.items()},
-        methods=list(config.get("methods") or {}) or None, command=args.command,
+        methods=list(config.get("methods") or {}) or None,
+        command=args.command,
     )
     print(cells.to_string(index=False))
     print(f"wrote {Path(args.out) / 'table2.csv'} and {Path(args.out) / 'table2.md'}")

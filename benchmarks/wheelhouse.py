@@ -35,8 +35,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: What the GPU host has installed (besides pip), as its lender describes it.
-HOST_PACKAGES = ["torch", "numpy", "pandas", "pyarrow", "scipy", "scikit-image", "scikit-learn", "matplotlib",
-                 "pillow", "pyyaml", "jinja2", "pygments", "tabulate", "requests", "psutil"]
+HOST_PACKAGES = [
+    "torch",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "scikit-image",
+    "scikit-learn",
+    "matplotlib",
+    "pillow",
+    "pyyaml",
+    "jinja2",
+    "pygments",
+    "tabulate",
+    "requests",
+    "psutil",
+]
 #: What the device calls run that the host lacks.
 NEEDED = ["snakemake", "pytest", "pytest-timeout"]
 #: Left out: pulp is 16 MiB (solver binaries) used only by Snakemake's ILP scheduler; the device
@@ -87,7 +102,17 @@ def download(dest: Path, python: str | None) -> list[Path]:
     """Wheels of :func:`missing` into ``dest`` (for CPython ``python`` on manylinux, or this Python)."""
     dest.mkdir(parents=True, exist_ok=True)
     for name, version in missing().items():
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(dest)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(dest),
+        ]
         if python:
             cmd += ["--python-version", python, "--implementation", "cp"]
             for plat in PLATFORMS:
@@ -97,11 +122,15 @@ def download(dest: Path, python: str | None) -> list[Path]:
         # no wheel on the index (an sdist only, e.g. connection-pool): build one here; it must be
         # pure Python to serve another interpreter
         before = set(dest.glob("*.whl"))
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest),
-                        f"{name}=={version}"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), f"{name}=={version}"],
+            check=True,
+        )
         for built in set(dest.glob("*.whl")) - before:
             if not built.name.endswith("-py3-none-any.whl"):
-                raise SystemExit(f"{built.name}: built from source for this platform only; find a wheel of {name}")
+                raise SystemExit(
+                    f"{built.name}: built from source for this platform only; find a wheel of {name}"
+                )
     return sorted(dest.glob("*.whl"))
 
 
@@ -134,8 +163,12 @@ def host_like_env(where: Path) -> Path:
     env = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(env)], check=True)
     python = env / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "host.pth").write_text(str(farm) + "\n")
     return python
 
@@ -146,7 +179,9 @@ def main() -> None:
     p.add_argument("--python", default="3.12", help="prepare: the host's Python version")
     p.add_argument("--wheels", default=str(REPO / ".whl"))
     p.add_argument("--data", default=str(REPO / ".mirror"))
-    p.add_argument("--mirror", default=os.environ.get("DIPKIT_SHARED", str(REPO.parent / "shared")) + "/datasets")
+    p.add_argument(
+        "--mirror", default=os.environ.get("DIPKIT_SHARED", str(REPO.parent / "shared")) + "/datasets"
+    )
     p.add_argument("--scratch", default="/tmp/dipkit-hostlike", help="check: where the env and install go")
     args = p.parse_args()
     if args.mode == "list":
@@ -157,29 +192,66 @@ def main() -> None:
         wheels = download(Path(args.wheels), args.python)
         copy_datasets(Path(args.mirror), Path(args.data))
         w, d = _size(Path(args.wheels)), _size(Path(args.data))
-        print(f"{len(wheels)} wheels in {args.wheels}: {w / 2**20:.1f} MiB; datasets in {args.data}: "
-              f"{d / 2**20:.1f} MiB; together {(w + d) / 2**20:.1f} MiB (a device call carries at most 64 MiB)")
+        print(
+            f"{len(wheels)} wheels in {args.wheels}: {w / 2**20:.1f} MiB; datasets in {args.data}: "
+            f"{d / 2**20:.1f} MiB; together {(w + d) / 2**20:.1f} MiB (a device call carries at most 64 MiB)"
+        )
         return
     scratch = Path(args.scratch)
     shutil.rmtree(scratch, ignore_errors=True)
     wheels = download(scratch / "whl", None)
     site = scratch / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                    "--target", str(site), *map(str, wheels)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(site),
+            *map(str, wheels),
+        ],
+        check=True,
+    )
     python = host_like_env(scratch)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    bare = subprocess.run([str(python), "-c", "import snakemake"], capture_output=True, text=True, check=False)
+    bare = subprocess.run(
+        [str(python), "-c", "import snakemake"], capture_output=True, text=True, check=False
+    )
     assert bare.returncode != 0, "the host-like environment must not see snakemake on its own"
-    probe = ("import snakemake, snakemake.cli, pytest, torch, pandas, pyarrow, skimage; "
-             "from importlib.metadata import version; print('snakemake', version('snakemake'), 'pytest', "
-             "version('pytest'), 'torch', torch.__version__)")
+    probe = (
+        "import snakemake, snakemake.cli, pytest, torch, pandas, pyarrow, skimage; "
+        "from importlib.metadata import version; print('snakemake', version('snakemake'), 'pytest', "
+        "version('pytest'), 'torch', torch.__version__)"
+    )
     subprocess.run([str(python), "-c", probe], env=env, check=True)
     subprocess.run([str(python), "-m", "snakemake", "--version"], env=env, check=True)
     # a dry run of the reproduction config plans with the greedy scheduler (pulp is left out)
     with tempfile.TemporaryDirectory() as work:
-        subprocess.run([str(python), "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", work, "--configfile",
-                        str(REPO / "configs/paper_table2_ours.yaml"), "-n", "-q", "--scheduler", "greedy"],
-                       env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "snakemake",
+                "-s",
+                str(REPO / "Snakefile"),
+                "-d",
+                work,
+                "--configfile",
+                str(REPO / "configs/paper_table2_ours.yaml"),
+                "-n",
+                "-q",
+                "--scheduler",
+                "greedy",
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     print(f"{len(wheels)} wheels complete; rehearse with PYTHON={python} WHEELS={scratch / 'whl'}")
 
 

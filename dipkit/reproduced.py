@@ -18,11 +18,30 @@ import pandas as pd
 from dipkit.io import write_text
 from dipkit.tables import paper_results
 
-__all__ = ["CSV_COLUMNS", "PSNR_TOLERANCE_DB", "SSIM_TOLERANCE", "table2_cells", "table2_page", "write_table2"]
+__all__ = [
+    "CSV_COLUMNS",
+    "PSNR_TOLERANCE_DB",
+    "SSIM_TOLERANCE",
+    "table2_cells",
+    "table2_page",
+    "write_table2",
+]
 
 #: Columns of ``docs/reproduced/table2.csv``, in order.
-CSV_COLUMNS = ["dataset", "noise", "method", "images", "psnr", "ssim_paper", "paper_psnr", "paper_ssim", "device",
-               "date", "iterations", "seed"]
+CSV_COLUMNS = [
+    "dataset",
+    "noise",
+    "method",
+    "images",
+    "psnr",
+    "ssim_paper",
+    "paper_psnr",
+    "paper_ssim",
+    "device",
+    "date",
+    "iterations",
+    "seed",
+]
 #: A cell further than this from the paper (dB, or SSIM with the paper's data range 2) needs a reason.
 PSNR_TOLERANCE_DB = 0.3
 SSIM_TOLERANCE = 0.01
@@ -50,9 +69,14 @@ def table2_cells(fits: pd.DataFrame, *, date: str, seed: int, methods=None) -> p
     keys = ["dataset", "noise", "method"]
     out = (
         g.groupby(keys, sort=False)
-        .agg(images=("image", "nunique"), psnr=("psnr_last", "mean"), ssim_paper=("ssim_paper_last", "mean"),
-             device=("device", lambda d: "; ".join(sorted({_device_name(x) for x in d}))),
-             iterations=("iterations", lambda it: int(it.max())), level=("noise_level", "first"))
+        .agg(
+            images=("image", "nunique"),
+            psnr=("psnr_last", "mean"),
+            ssim_paper=("ssim_paper_last", "mean"),
+            device=("device", lambda d: "; ".join(sorted({_device_name(x) for x in d}))),
+            iterations=("iterations", lambda it: int(it.max())),
+            level=("noise_level", "first"),
+        )
         .reset_index()
     )
     paper = paper_results("table2").rename(columns={"psnr": "paper_psnr", "ssim": "paper_ssim"})
@@ -67,8 +91,11 @@ def table2_cells(fits: pd.DataFrame, *, date: str, seed: int, methods=None) -> p
 def _spread(fits: pd.DataFrame) -> pd.DataFrame:
     g = fits[fits.noise_kind == "gaussian"]
     return g.groupby(["dataset", "noise", "method"], sort=False).agg(
-        psnr_min=("psnr_last", "min"), psnr_max=("psnr_last", "max"), psnr_std=("psnr_last", "std"),
-        ssim_min=("ssim_paper_last", "min"), ssim_max=("ssim_paper_last", "max"),
+        psnr_min=("psnr_last", "min"),
+        psnr_max=("psnr_last", "max"),
+        psnr_std=("psnr_last", "std"),
+        ssim_min=("ssim_paper_last", "min"),
+        ssim_max=("ssim_paper_last", "max"),
         ssim_std=("ssim_paper_last", "std"),
     )
 
@@ -86,8 +113,15 @@ def off_paper(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[(d_psnr > PSNR_TOLERANCE_DB) | (d_ssim > SSIM_TOLERANCE)]
 
 
-def table2_page(cells: pd.DataFrame, fits: pd.DataFrame, *, reasons: Mapping[str, str] | None = None,
-                expected_images: Mapping[str, int] | None = None, command: str = "", lowest: int = 3) -> str:
+def table2_page(
+    cells: pd.DataFrame,
+    fits: pd.DataFrame,
+    *,
+    reasons: Mapping[str, str] | None = None,
+    expected_images: Mapping[str, int] | None = None,
+    command: str = "",
+    lowest: int = 3,
+) -> str:
     """The Markdown page: the table, the spread across images, and the cells off the paper.
 
     :param reasons: measured reasons, by ``dataset/noise/method``, shown under the cells off the
@@ -104,15 +138,21 @@ def table2_page(cells: pd.DataFrame, fits: pd.DataFrame, *, reasons: Mapping[str
     lines = [
         "# Table 2, reproduced",
         "",
-        (f"Measured on {devices} on {dates}, through the pipeline ({its} iterations, config seed {seeds}). "
-         "PSNR in dB of the last iteration's smoothed output, mean over the images; SSIM as the paper's "
-         "code computes it (`ssim_paper`, data range 2). Paper: Liu et al., ICCV 2023, Table 2. "
-         "The numbers are in [`table2.csv`](table2.csv)."),
+        (
+            f"Measured on {devices} on {dates}, through the pipeline ({its} iterations, "
+            f"config seed {seeds}). "
+            "PSNR in dB of the last iteration's smoothed output, mean over the images; SSIM as the paper's "
+            "code computes it (`ssim_paper`, data range 2). Paper: Liu et al., ICCV 2023, Table 2. "
+            "The numbers are in [`table2.csv`](table2.csv)."
+        ),
     ]
     if command:
         lines += ["", f"Made with `{command}`."]
-    lines += ["", "| dataset | σ | method | images | PSNR | paper | Δ PSNR | SSIM | paper | Δ SSIM |",
-              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| dataset | σ | method | images | PSNR | paper | Δ PSNR | SSIM | paper | Δ SSIM |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in cells.itertuples(index=False):
         n = expected_images.get(c.dataset)
         images = f"{c.images} of {n}" if n and c.images < n else str(c.images)
@@ -122,11 +162,18 @@ def table2_page(cells: pd.DataFrame, fits: pd.DataFrame, *, reasons: Mapping[str
             f"| {_f(c.paper_ssim, 3)} | {_f(c.ssim_paper - c.paper_ssim, 3, True)} |"
         )
     spread = _spread(fits)
-    lines += ["", "## Spread across images", "",
-              ("Last-iteration PSNR (dB) and SSIM (data range 2) of the single images of each cell: "
-               "lowest, highest and standard deviation."), "",
-              "| dataset | σ | method | PSNR min | PSNR max | PSNR std | SSIM min | SSIM max | SSIM std |",
-              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Spread across images",
+        "",
+        (
+            "Last-iteration PSNR (dB) and SSIM (data range 2) of the single images of each cell: "
+            "lowest, highest and standard deviation."
+        ),
+        "",
+        "| dataset | σ | method | PSNR min | PSNR max | PSNR std | SSIM min | SSIM max | SSIM std |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in cells.itertuples(index=False):
         s = spread.loc[(c.dataset, c.noise, c.method)]
         lines.append(
@@ -144,8 +191,10 @@ def table2_page(cells: pd.DataFrame, fits: pd.DataFrame, *, reasons: Mapping[str
         worst = rows.nsmallest(lowest, "psnr_last")
         low = ", ".join(f"{r.image} {r.psnr_last:.2f} dB (width {r.width})" for r in worst.itertuples())
         lines += [
-            (f"### {c.dataset}, σ {c.noise.removeprefix('gaussian')}, {c.method}: "
-             f"{_f(c.psnr - c.paper_psnr, 2, True)} dB, {_f(c.ssim_paper - c.paper_ssim, 3, True)} SSIM"),
+            (
+                f"### {c.dataset}, σ {c.noise.removeprefix('gaussian')}, {c.method}: "
+                f"{_f(c.psnr - c.paper_psnr, 2, True)} dB, {_f(c.ssim_paper - c.paper_ssim, 3, True)} SSIM"
+            ),
             "",
             f"Lowest images: {low}.",
             "",
@@ -155,9 +204,17 @@ def table2_page(cells: pd.DataFrame, fits: pd.DataFrame, *, reasons: Mapping[str
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_table2(fits_path: str | Path, out_dir: str | Path, *, seed: int, date: str | None = None,
-                 reasons: Mapping[str, str] | None = None, expected_images: Mapping[str, int] | None = None,
-                 methods=None, command: str = "") -> pd.DataFrame:
+def write_table2(
+    fits_path: str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    date: str | None = None,
+    reasons: Mapping[str, str] | None = None,
+    expected_images: Mapping[str, int] | None = None,
+    methods=None,
+    command: str = "",
+) -> pd.DataFrame:
     """Write ``<out_dir>/table2.csv`` and ``<out_dir>/table2.md`` from a run's fits.
 
     :param fits_path: ``results/fits.parquet``, or a folder searched for per-fit rows
@@ -169,7 +226,9 @@ def write_table2(fits_path: str | Path, out_dir: str | Path, *, seed: int, date:
     if fits_path.is_dir():
         from dipkit.tables import concat_parquet
 
-        rows = sorted(str(p) for p in fits_path.rglob("*.parquet") if not p.name.endswith(".trajectory.parquet"))
+        rows = sorted(
+            str(p) for p in fits_path.rglob("*.parquet") if not p.name.endswith(".trajectory.parquet")
+        )
         if not rows:
             raise ValueError(f"{fits_path}: no fit rows (<dataset>/<noise>/<method>/<image>.parquet) in it")
         fits = concat_parquet(rows).to_pandas()
@@ -181,6 +240,8 @@ def write_table2(fits_path: str | Path, out_dir: str | Path, *, seed: int, date:
     cells = table2_cells(fits, date=date, seed=seed, methods=methods)
     out_dir = Path(out_dir)
     write_text(out_dir / "table2.csv", cells.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
-    write_text(out_dir / "table2.md", table2_page(cells, fits, reasons=reasons, expected_images=expected_images,
-                                                  command=command))
+    write_text(
+        out_dir / "table2.md",
+        table2_page(cells, fits, reasons=reasons, expected_images=expected_images, command=command),
+    )
     return cells

@@ -124,8 +124,9 @@ def test_step_hooks_see_every_iteration_and_change_nothing(device):
 def test_batched_step_hooks_see_each_fit(device):
     cases = [_problem(j, device=device) for j in range(2)]
     hook = _LossSum(device, k=2)
-    rs = fit_batch(*[[c[i] for c in cases] for i in range(4)], FitSettings(iterations=6), seeds=[1, 2],
-                   step_hooks=[hook])
+    rs = fit_batch(
+        *[[c[i] for c in cases] for i in range(4)], FitSettings(iterations=6), seeds=[1, 2], step_hooks=[hook]
+    )
     for j, r in enumerate(rs):
         assert float(hook.total[j]) == pytest.approx(r.trajectory["loss"].sum(), rel=1e-12)
     assert int(hook.last_iteration) == 5
@@ -137,7 +138,9 @@ def test_batched_step_hooks_see_each_fit(device):
 def _compare_float64(graph, eager, params=None):
     assert graph.cuda_graph and not eager.cuda_graph
     for key in ("loss", "psnr_raw", "psnr_ema", "psnr_noisy"):
-        np.testing.assert_allclose(graph.trajectory[key], eager.trajectory[key], rtol=1e-9, atol=1e-9, err_msg=key)
+        np.testing.assert_allclose(
+            graph.trajectory[key], eager.trajectory[key], rtol=1e-9, atol=1e-9, err_msg=key
+        )
     np.testing.assert_array_equal(graph.ssim_trajectory["iteration"], eager.ssim_trajectory["iteration"])
     np.testing.assert_allclose(graph.ssim_trajectory["ssim"], eager.ssim_trajectory["ssim"], atol=1e-9)
     np.testing.assert_allclose(graph.output.numpy(), eager.output.numpy(), atol=1e-6)
@@ -221,8 +224,15 @@ def test_cuda_step_that_syncs_falls_back_or_refuses():
 def test_cuda_graph_fit_reports_progress_and_ssim():
     calls = []
     net, z, noisy, clean = _problem(size=32, dtype=torch.float32, device="cuda")
-    r = fit(net, z, noisy, clean, FitSettings(iterations=40, ssim_every=10), seed=2,
-            progress=lambda i, loss: calls.append((i, loss)))
+    r = fit(
+        net,
+        z,
+        noisy,
+        clean,
+        FitSettings(iterations=40, ssim_every=10),
+        seed=2,
+        progress=lambda i, loss: calls.append((i, loss)),
+    )
     assert r.cuda_graph and [c[0] for c in calls] == list(range(1, 41))
     np.testing.assert_allclose([c[1] for c in calls], r.trajectory["loss"], rtol=1e-6)
     assert np.isfinite(r.ssim_trajectory["ssim"]).all() and len(r.ssim_trajectory["ssim"]) == 4

@@ -21,8 +21,10 @@ PAPER_CONFIG = REPO / "configs/paper_table2_ours.yaml"
 def _tiny(config: dict, mirror, **fit) -> dict:
     """The paper config on a few images for a few iterations, offline."""
     tiny = {**config, "mirror_dir": str(mirror)}
-    tiny["datasets"] = {"Set12": {"images": ["01", "02"], "gaussian": [25, 50]},
-                        "Set9": {"images": ["image_House256rgb"], "gaussian": [25]}}
+    tiny["datasets"] = {
+        "Set12": {"images": ["01", "02"], "gaussian": [25, 50]},
+        "Set9": {"images": ["image_House256rgb"], "gaussian": [25]},
+    }
     tiny["fit"] = {**config["fit"], "iterations": 3, "ssim_every": 1, **fit}
     return tiny
 
@@ -60,9 +62,20 @@ def test_pipeline_table_sits_beside_the_paper(paper_run):
 
 def _publish(work, out, *extra):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks/publish_table2.py"), "--config", str(work / "tiny_paper.yaml"),
-         "--out", str(out), *extra],
-        capture_output=True, text=True, timeout=300, cwd=work, check=False,
+        [
+            sys.executable,
+            str(REPO / "benchmarks/publish_table2.py"),
+            "--config",
+            str(work / "tiny_paper.yaml"),
+            "--out",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=work,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return pd.read_csv(out / "table2.csv"), (out / "table2.md").read_text()
@@ -75,8 +88,11 @@ def test_publish_writes_the_csv_and_the_page(paper_run, tmp_path):
     (out / "reasons.yaml").write_text("Set12/gaussian50/ours: 3 iterations only (a test run)\n")
     cells, page = _publish(work, out, "--date", "2026-01-02", "--command", "snakemake --cores all")
     assert list(cells.columns) == CSV_COLUMNS
-    assert list(zip(cells.dataset, cells.noise)) == [("Set12", "gaussian25"), ("Set9", "gaussian25"),
-                                                     ("Set12", "gaussian50")]
+    assert list(zip(cells.dataset, cells.noise)) == [
+        ("Set12", "gaussian25"),
+        ("Set9", "gaussian25"),
+        ("Set12", "gaussian50"),
+    ]
     fits = pd.read_parquet(work / "results/fits.parquet")
     mine = fits[(fits.dataset == "Set12") & (fits.noise == "gaussian50")]
     row = cells[(cells.dataset == "Set12") & (cells.noise == "gaussian50")].iloc[0]
@@ -97,7 +113,9 @@ def test_publish_writes_the_csv_and_the_page(paper_run, tmp_path):
 
 def test_publish_from_the_fit_folder_of_a_run_cut_short(paper_run, tmp_path):
     work, _ = paper_run
-    a, _ = _publish(work, tmp_path / "a", "--fits", str(work / "results/fits.parquet"), "--date", "2026-01-02")
+    a, _ = _publish(
+        work, tmp_path / "a", "--fits", str(work / "results/fits.parquet"), "--date", "2026-01-02"
+    )
     b, _ = _publish(work, tmp_path / "b", "--fits", str(work / "results/fits"), "--date", "2026-01-02")
     pd.testing.assert_frame_equal(a, b)
 

@@ -13,10 +13,10 @@ Each fit gets the same :class:`~dipkit.fit.FitResult` as :func:`dipkit.fit.fit` 
 PSNR trajectories every iteration, SSIM of the smoothed output every ``ssim_every`` iterations
 and at the last, the scored output and its scores. Scope: the paper's loop without
 backtracking, NCHW layout. As in :func:`dipkit.fit.fit` the iteration is one step function
-(:class:`_BatchStep`), captured into a CUDA graph and replayed on CUDA (``cuda_graphs``, with
-the K generators registered with the graph; :mod:`dipkit.fit.cuda_graphs`). Used by ``benchmarks/fit_speed.py``
-(``batched``, ``throughput --batch``) and by the pipeline's ``fit_batch`` rule (config
-``fit.batch``, :func:`dipkit.benchmark.run_fit_batch_job`).
+(:class:`_BatchStep`), captured into a CUDA graph and replayed on CUDA (``cuda_graphs``,
+with the K generators registered with the graph; :mod:`dipkit.fit.cuda_graphs`). Used by
+``benchmarks/fit_speed.py`` (``batched``, ``throughput --batch``) and by the pipeline's
+``fit_batch`` rule (config ``fit.batch``, :func:`dipkit.benchmark.run_fit_batch_job`).
 """
 
 from __future__ import annotations
@@ -148,8 +148,9 @@ def _diverged_fit(losses: np.ndarray, final_ok: Sequence[bool] | None = None) ->
         bad = np.flatnonzero(~np.isfinite(losses[j]))
         if bad.size or (final_ok is not None and not final_ok[j]):
             it = int(bad[0]) + 1 if bad.size else n + 1
-            return FitDivergedError(f"fit {j} of the batch diverged: the loss is not finite at iteration {it} of {n}",
-                                    it)
+            return FitDivergedError(
+                f"fit {j} of the batch diverged: the loss is not finite at iteration {it} of {n}", it
+            )
     return None
 
 
@@ -177,7 +178,8 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=()):
         g = torch.Generator(device=device)
         g.manual_seed(int(seed))
         gens.append(g)
-    step = _BatchStep(forward, params, buffers, optimizer, z, y, x, n=n, std=std, w=w, generators=gens, hooks=hooks)
+    step = _BatchStep(forward, params, buffers, optimizer, z, y, x, n=n, std=std, w=w, generators=gens,
+                      hooks=hooks)
     runner = StepRunner(step, device=device, generators=gens, optimizer=optimizer, mode=s.cuda_graphs,
                         reason=eager_reason(s.cuda_graphs, device, iterations=n))
     ssim_iters = ssim_iterations(n, s.ssim_every) if x is not None else []
@@ -198,7 +200,8 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=()):
             if slot is not None:
                 with torch.no_grad():
                     ssim_vals[slot] = fm.ssim(step.out_avg.flatten(0, 1), x.flatten(0, 1), s.ssim_data_range)
-            if watch is not None and (i + 1) % s.divergence_check_every == 0 and watch.push(step.finite.all()):
+            check = watch is not None and (i + 1) % s.divergence_check_every == 0
+            if check and watch.push(step.finite.all()):
                 raise _diverged_fit(step.rec[0, :, : i + 1].cpu().numpy()) or _diverged_fit_unknown(i + 1, n)
             if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
                 progress(i + 1, float(step.losses.sum()))
@@ -225,5 +228,6 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=()):
 
 
 def _diverged_fit_unknown(iteration: int, n: int) -> FitDivergedError:
-    return FitDivergedError(f"a fit of the batch diverged: a loss is not finite by iteration {iteration} of {n}",
-                            iteration)
+    return FitDivergedError(
+        f"a fit of the batch diverged: a loss is not finite by iteration {iteration} of {n}", iteration
+    )

@@ -75,13 +75,19 @@ def eager_reason(
     elif backtracking:
         reason = "backtracking reads the PSNR on the host every iteration"
     elif compile != "off":
-        reason = f"fit.compile {compile!r} compiles the network (its reduce-overhead mode brings its own graphs)"
+        reason = (
+            f"fit.compile {compile!r} compiles the network (its reduce-overhead mode brings its own graphs)"
+        )
     elif autocast != "off":
         reason = "bf16 autocast is not captured (its cache of cast weights is not graph-safe)"
     if reason is not None and mode == "on":
-        raise ValueError(f"fit.cuda_graphs is 'on' but {reason}; set fit.cuda_graphs to auto to run such fits eagerly")
+        raise ValueError(
+            f"fit.cuda_graphs is 'on' but {reason}; set fit.cuda_graphs to auto to run such fits eagerly"
+        )
     if reason is None and iterations <= WARMUP_ITERATIONS:
-        reason = f"{iterations} iteration(s) are all warm-up ({WARMUP_ITERATIONS} run eagerly before a capture)"
+        reason = (
+            f"{iterations} iteration(s) are all warm-up ({WARMUP_ITERATIONS} run eagerly before a capture)"
+        )
     return reason
 
 
@@ -160,8 +166,10 @@ class StepRunner:
     def _give_up(self, reason: str, err: BaseException | None = None) -> None:
         self.reason, self.side = reason, None
         if self.mode == "on":
-            raise ValueError(f"fit.cuda_graphs is 'on' but {reason}; set fit.cuda_graphs to auto to run "
-                             f"such fits eagerly") from err
+            raise ValueError(
+                f"fit.cuda_graphs is 'on' but {reason}; set fit.cuda_graphs to auto to run "
+                f"such fits eagerly"
+            ) from err
         log_eager(reason)
 
     def _checked_step(self, first: bool) -> None:

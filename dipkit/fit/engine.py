@@ -371,7 +371,8 @@ def _fit(
                 # A NaN output is rejected on every iteration (the notebook has no such case).
                 exempt = i % s.backtrack_period == 0
                 accept = True
-                if math.isnan(psnr_noisy) or (not exempt and psnr_noisy - last_psnr_noisy < -s.backtrack_drop_db):
+                dropped = psnr_noisy - last_psnr_noisy < -s.backtrack_drop_db
+                if math.isnan(psnr_noisy) or (not exempt and dropped):
                     if not snapshot.saved:
                         raise _diverged(i + 1, n, float(step.loss))
                     snapshot.restore()

@@ -142,7 +142,8 @@ class TrainStep:
             out = out.to(noisy.dtype)
         if first and (out.shape != noisy.shape or out.dtype != noisy.dtype):
             raise ValueError(
-                f"net output is {tuple(out.shape)} {out.dtype}, noisy image is {tuple(noisy.shape)} {noisy.dtype}"
+                f"net output is {tuple(out.shape)} {out.dtype}, "
+                f"noisy image is {tuple(noisy.shape)} {noisy.dtype}"
             )
         loss = F.mse_loss(out, noisy)
         loss.backward()
