@@ -161,7 +161,7 @@ def host_like_env(where: Path) -> Path:
             if src.exists() and base in site_dirs and not (farm / top).exists():
                 (farm / top).symlink_to(src)
     env = where / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(env)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)  # with pip, as the host
     python = env / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
