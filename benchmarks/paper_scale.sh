@@ -117,8 +117,15 @@ EOF
   "$py" benchmarks/publish_table2.py --config "$config" --fits "$fits" --out "$out/reproduced" \
     --command "bash benchmarks/paper_scale.sh table2 (configs/paper_table2_ours.yaml)"
   step "pack"
-  (cd "$work" && find results -name '*.parquet' -o -path 'results/tables/*' -o -path 'results/logs/*' \
-    -o -path 'results/figures/*' | tar czf "$out/table2_run.tar.gz" -T -)
+  # rows, tables, figures and logs in one archive; the trajectories (about 534,000 rows at full
+  # size) beside it, or, for a run cut short, each finished fit's own trajectory in the archive
+  (cd "$work" && {
+    find results -maxdepth 1 -name '*.parquet' ! -name trajectories.parquet
+    find results/fits -name '*.parquet' ! -name '*.trajectory.parquet'
+    [ -f results/trajectories.parquet ] || find results/fits -name '*.trajectory.parquet'
+    find results/tables results/logs results/figures -type f
+  } 2>/dev/null | tar czf "$out/table2_run.tar.gz" -T -)
+  [ -f "$work/results/trajectories.parquet" ] && cp "$work/results/trajectories.parquet" "$out/"
   ls -la "$out" "$out/reproduced"
   step "done"
 }
