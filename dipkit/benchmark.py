@@ -387,12 +387,12 @@ def run_fit_batch_job(
 
 def _cuda_graphs(value: str | None) -> str:
     """``fit.cuda_graphs`` of a fit job: ``value``, or else the job's config
-    (:func:`dipkit.workflow.job_config`), or else ``auto``."""
-    if value is not None:
-        return value
-    from dipkit.workflow import job_config
+    (:func:`dipkit.workflow.job_config`), or else ``auto``; YAML's unquoted on/off (booleans) too."""
+    if value is None:
+        from dipkit.workflow import job_config
 
-    return (job_config().get("fit") or {}).get("cuda_graphs", "auto")
+        value = (job_config().get("fit") or {}).get("cuda_graphs", "auto")
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 def _job_spec(spec: Mapping, width_file: str | None) -> dict:

@@ -127,7 +127,9 @@ def test_cuda_graphs_setting_reruns_nothing(paper_run, tmp_path):
     changed = yaml.safe_load(cfg.read_text())
     changed["fit"]["cuda_graphs"] = "off"
     other = tmp_path / "off.yaml"
-    other.write_text(yaml.safe_dump(changed, sort_keys=False))
+    # unquoted, as a user would write it (YAML reads a boolean)
+    other.write_text(yaml.safe_dump(changed, sort_keys=False).replace("cuda_graphs: 'off'", "cuda_graphs: off"))
+    assert yaml.safe_load(other.read_text())["fit"]["cuda_graphs"] is False
     proc = run_snakemake(work, "--configfile", str(other), "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
