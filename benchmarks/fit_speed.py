@@ -20,6 +20,11 @@ Modes (each prints a Markdown table and, with ``--json``, writes the raw numbers
     parameters and ``vmap``) against one engine fit, in fits per hour.
 ``full``
     One real 3000-iteration engine fit (the GPU target: Ours-64 at 512^2 in <= 30 s on an H100).
+
+With ``--cuda-graphs``, ``per-fit``, ``full`` and ``batched`` also time the engine with its
+training step captured in a CUDA graph (``fit.cuda_graphs: auto``) beside eager steps (``off``)
+in the same run, and print the ratio (the rows say whether the step was captured: on a CPU
+``auto`` runs eagerly).
 ``precision``
     Same seed, 3000 iterations on given images: fp32 without TF32, TF32 (the default on
     CUDA) and bf16 autocast, plus a second seed for the run-to-run spread.
@@ -30,6 +35,7 @@ Usage (README, Fit speed)::
 
     python benchmarks/fit_speed.py per-fit --sizes 256 512
     python benchmarks/fit_speed.py throughput --method ours64 --size 256 --layouts 1x2 2x1
+    python benchmarks/fit_speed.py per-fit --cuda-graphs --methods ours32 --sizes 256 512
 """
 
 from __future__ import annotations
@@ -160,9 +166,10 @@ def measure_one(job: dict) -> dict:
     net, z, noisy, clean, hp, n_params = build(job["method"], job["size"], device)
     if loop == "reference":
         run = lambda net, k: reference_fit(net, z, noisy, clean, FitSettings(iterations=k, **hp), seed=3)  # noqa: E731
-    else:
+    else:  # "engine", or "graph": the engine with cuda_graphs auto
+        graphs = "auto" if loop == "graph" else job.get("cuda_graphs", "auto")
         settings = dict(hp, ssim_every=job["ssim_every"], autocast=job.get("autocast", "off"),
-                        compile=job.get("compile", "off"), tf32=job.get("tf32", True))
+                        compile=job.get("compile", "off"), tf32=job.get("tf32", True), cuda_graphs=graphs)
         run = lambda net, k: fit(net, z, noisy, clean, FitSettings(iterations=k, **settings), seed=3)  # noqa: E731
     t0 = time.perf_counter()
     if warm:
@@ -174,8 +181,8 @@ def measure_one(job: dict) -> dict:
     wall = r["wall_time_s"] if isinstance(r, dict) else r.wall_time_s
     peak = r["peak_memory_bytes"] if isinstance(r, dict) else r.peak_memory_bytes
     out = {**job, "iterations": n, "params": n_params, "s_per_it": wall / n, "peak_bytes": int(peak), "warmup_s": cold}
-    if loop == "engine":
-        out["psnr_last"] = r.psnr_last
+    if loop != "reference":
+        out["psnr_last"], out["cuda_graph"] = r.psnr_last, r.cuda_graph
         # cost of one on-device SSIM call, for the ssim_every share
         x = clean.clone()
         for _ in range(3):
@@ -261,15 +268,19 @@ def mode_per_fit(args, device: str) -> list[dict]:
     cuda = device.startswith("cuda")
     threads = args.threads or (1 if cuda else os.cpu_count())
     jobs = []
+    loops = [("reference", args.ref_iterations), ("engine", args.iterations)]
+    if args.cuda_graphs:  # the engine eagerly, against its captured step
+        loops.append(("graph", args.iterations))
     for size in args.sizes:
         for m in args.methods:
-            for loop, n in (("reference", args.ref_iterations), ("engine", args.iterations)):
+            for loop, n in loops:
                 jobs.append(dict(method=m, size=size, loop=loop, iterations=n, warmup=args.warmup,
-                                 device=device, threads=threads, ssim_every=args.ssim_every))
+                                 device=device, threads=threads, ssim_every=args.ssim_every,
+                                 cuda_graphs="off" if args.cuda_graphs else "auto"))
     results = []
     for _ in range(args.rounds):  # alternate the loops; medians over the rounds are reported
         if cuda:  # CUDA peaks are reset per measurement: one process per loop kind
-            for loop in ("reference", "engine"):
+            for loop, _ in loops:
                 results += run_jobs([j for j in jobs if j["loop"] == loop])
         else:  # CPU peak RSS is per process: one process per measurement
             for j in jobs:
@@ -307,6 +318,23 @@ def mode_per_fit(args, device: str) -> list[dict]:
                   f"| {ref['s_per_it'] * FIT_ITERATIONS:,.0f} | {eng['s_per_it'] * FIT_ITERATIONS:,.1f} "
                   f"| {1 / eng['s_per_it']:,.1f} | {ratio:.2f}× | {' / '.join(f'{x:.2f}' for x in per_round)} "
                   f"| {_mib(ref['peak_bytes'])} / {_mib(eng['peak_bytes'])} | {100 * share:.2f} % |")
+    if args.cuda_graphs:
+        print(f"\nCUDA graphs: the engine with its step captured (fit.cuda_graphs auto) against eager steps "
+              f"(off), {args.iterations or 'about 4 s of'} iterations after {args.warmup} warm-up, "
+              "same run.\n")
+        print("| method | size | eager s/it | graph s/it | graph s/fit | captured | graph vs eager "
+              "| per round |")
+        print("|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            m, size = row["method"], row["size"]
+            g = by[(m, size, "graph")]
+            per_round = [a / b for a, b in zip(rounds[(m, size, "engine")], rounds[(m, size, "graph")])]
+            row.update(graph_s_per_it=g["s_per_it"], graph_speedup=row["engine_s_per_it"] / g["s_per_it"],
+                       graph_speedup_per_round=per_round, captured=g["cuda_graph"],
+                       graph_peak=g["peak_bytes"])
+            print(f"| {m} | {size}² | {row['engine_s_per_it']:.4f} | {g['s_per_it']:.4f} "
+                  f"| {g['s_per_it'] * FIT_ITERATIONS:,.1f} | {'yes' if g['cuda_graph'] else 'no'} "
+                  f"| {row['graph_speedup']:.2f}× | {' / '.join(f'{x:.2f}' for x in per_round)} |")
     return rows
 
 
@@ -376,27 +404,39 @@ def mode_batched(args, device: str) -> list[dict]:
 
     torch.set_num_threads(args.threads or (1 if device.startswith("cuda") else os.cpu_count()))
     rows = []
+    # with --cuda-graphs: the base is one eager fit, and every row is run with graphs (auto)
+    modes = ["off", "auto"] if args.cuda_graphs else ["auto"]
     net, z, noisy, clean, hp, _ = build(args.method, args.size, device, seed=0)
-    fit(net, z, noisy, clean, FitSettings(iterations=args.warmup, **hp), seed=1)
-    r = fit(net, z, noisy, clean, FitSettings(iterations=args.iterations, **hp), seed=2)
-    base = fits_per_hour(1, r.wall_time_s, args.iterations)
-    rows.append(dict(layout="engine, 1 fit", fits=1, wall_s=r.wall_time_s, fits_per_hour=base, ratio=1.0))
+    base = None
+    for mode in modes:
+        fit(net, z, noisy, clean, FitSettings(iterations=args.warmup, cuda_graphs=mode, **hp), seed=1)
+        r = fit(net, z, noisy, clean, FitSettings(iterations=args.iterations, cuda_graphs=mode, **hp), seed=2)
+        fph = fits_per_hour(1, r.wall_time_s, args.iterations)
+        base = base or fph
+        steps = "CUDA graph" if r.cuda_graph else "eager"
+        label = "engine, 1 fit" + ("" if len(modes) == 1 else f", {steps}")
+        rows.append(dict(layout=label, fits=1, wall_s=r.wall_time_s, fits_per_hour=fph, ratio=fph / base,
+                         captured=r.cuda_graph))
     for k in args.batches:
         cases = [build(args.method, args.size, device, seed=j) for j in range(k)]
         parts = [list(c) for c in zip(*cases)]
         nets, zs, ys, xs, hps = parts[0], parts[1], parts[2], parts[3], parts[4]
-        fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.warmup, **hps[0]), seeds=list(range(k)))
-        out = fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.iterations, **hps[0]), seeds=list(range(k)))
+        settings = dict(hps[0], cuda_graphs=modes[-1])
+        fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.warmup, **settings), seeds=list(range(k)))
+        out = fit_batch(nets, zs, ys, xs, FitSettings(iterations=args.iterations, **settings),
+                        seeds=list(range(k)))
         fph = fits_per_hour(k, out[0].wall_time_s, args.iterations)
-        rows.append(dict(layout=f"batched, {k} fits", fits=k, wall_s=out[0].wall_time_s, fits_per_hour=fph,
-                         ratio=fph / base))
+        label = f"batched, {k} fits" + ("" if len(modes) == 1 else
+                                        f", {'CUDA graph' if out[0].cuda_graph else 'eager'}")
+        rows.append(dict(layout=label, fits=k, wall_s=out[0].wall_time_s, fits_per_hour=fph, ratio=fph / base,
+                         captured=out[0].cuda_graph))
         print(f"  batched {k}: {fph:.0f} fits/h", file=sys.stderr, flush=True)
         del cases, parts, nets, zs, ys, xs, out
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     print(f"\nDevice: {machine_name(device)}; {args.method} at {args.size}², {args.iterations} iterations per fit "
           f"(fits/h extrapolated to {FIT_ITERATIONS}); {_dt.date.today()}\n")
-    print("| layout | fits per hour | vs one engine fit |")
+    print(f"| layout | fits per hour | vs one {'eager ' if args.cuda_graphs else ''}engine fit |")
     print("|---|---|---|")
     for r in rows:
         print(f"| {r['layout']} | {r['fits_per_hour']:,.0f} | {r['ratio']:.2f}× |")
@@ -405,13 +445,21 @@ def mode_batched(args, device: str) -> list[dict]:
 
 def mode_full(args, device: str) -> list[dict]:
     rows = []
+    print(f"\n{_dt.date.today()}; s per fit: of {FIT_ITERATIONS} iterations (measured over the iterations given)\n")
+    print("| method | size | iterations | steps | s per fit | vs eager | device |")
+    print("|---|---|---|---|---|---|---|")
     for m in args.methods:
-        job = dict(method=m, size=args.size, loop="engine", iterations=FIT_ITERATIONS, warmup=args.warmup,
-                   device=device, threads=args.threads or 1, ssim_every=args.ssim_every)
-        r = run_jobs([job])[0]
-        rows.append(r)
-        print(f"| {m} | {args.size}² | {FIT_ITERATIONS} iterations | {r['s_per_it'] * FIT_ITERATIONS:.1f} s "
-              f"| {machine_name(device)} |")
+        eager = None
+        for loop in (["engine", "graph"] if args.cuda_graphs else ["engine"]):
+            job = dict(method=m, size=args.size, loop=loop, iterations=args.iterations, warmup=args.warmup,
+                       device=device, threads=args.threads or 1, ssim_every=args.ssim_every,
+                       cuda_graphs="off" if args.cuda_graphs else "auto")
+            r = run_jobs([job])[0]
+            rows.append(r)
+            eager = eager or r["s_per_it"]
+            steps = "CUDA graph" if r["cuda_graph"] else "eager"
+            print(f"| {m} | {args.size}² | {args.iterations} | {steps} | {r['s_per_it'] * FIT_ITERATIONS:.1f} "
+                  f"| {eager / r['s_per_it']:.2f}× | {machine_name(device)} |", flush=True)
     return rows
 
 
@@ -499,6 +547,9 @@ def main() -> None:
     p.add_argument("--images", nargs="+", default=[], help="precision: image files")
     p.add_argument("--modes", nargs="+", default=["default", "reduce-overhead"], help="compile modes")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 2, 4, 8], help="batched: fits per batch")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="per-fit/full/batched: also time the engine with its step in a CUDA graph, "
+                        "against eager steps")
     p.add_argument("--json", default=None, help="also write the rows here")
     args = p.parse_args()
     device = resolve_device(args.device)

@@ -57,6 +57,7 @@ def run_fit(
     seed: int,
     device: str = "auto",
     progress=None,
+    cuda_graphs: str = "auto",
 ):
     """Fit ``spec``'s network to one noisy image.
 
@@ -64,6 +65,7 @@ def run_fit(
     :param noisy: ``[H, W, C]`` float32 noisy image.
     :param spec: a fit spec (:func:`dipkit.methods.fit_spec`).
     :param seed: base seed (:func:`fit_seed`).
+    :param cuda_graphs: :attr:`dipkit.fit.FitSettings.cuda_graphs` (config ``fit.cuda_graphs``).
     :return: ``(FitResult, network parameter count, device)``.
     """
     from dipkit.fit import fit, select_device
@@ -76,7 +78,8 @@ def run_fit(
     what = f"method {spec['method']} ({spec['architecture']}, {count_parameters(net):,} parameters) on a {w}x{h} image"
     with explain_out_of_memory(what, dev):
         net, z, noisy_t, clean_t = _fit_tensors(net, dev, clean, noisy, spec, seed)
-        result = fit(net, z, noisy_t, clean_t, fit_settings(spec), derive_seed(seed, "perturb"), progress=progress)
+        result = fit(net, z, noisy_t, clean_t, fit_settings(spec, cuda_graphs), derive_seed(seed, "perturb"),
+                     progress=progress)
     return result, count_parameters(net), dev
 
 
@@ -87,6 +90,7 @@ def run_fit_batch(
     seeds: list[int],
     device: str = "auto",
     progress=None,
+    cuda_graphs: str = "auto",
 ):
     """Fit ``spec``'s network to K noisy images of one size at once (:func:`dipkit.fit.batched.fit_batch`).
 
@@ -118,7 +122,7 @@ def run_fit_batch(
             [p[1] for p in parts],
             [p[2] for p in parts],
             None if clean is None else [p[3] for p in parts],
-            fit_settings(spec),
+            fit_settings(spec, cuda_graphs),
             [derive_seed(seed, "perturb") for seed in seeds],
             progress=progress,
         )
@@ -157,8 +161,9 @@ def _fit_tensors(net, dev, clean, noisy, spec, seed):
     return net, z, to_tensor(noisy), None if clean is None else to_tensor(clean)
 
 
-def fit_settings(spec: Mapping):
-    """The :class:`~dipkit.fit.FitSettings` of a fit spec."""
+def fit_settings(spec: Mapping, cuda_graphs: str = "auto"):
+    """The :class:`~dipkit.fit.FitSettings` of a fit spec (and of ``fit.cuda_graphs``, which is
+    not part of it: it changes only the speed)."""
     from dipkit.fit import FitSettings
 
     return FitSettings(
@@ -172,6 +177,7 @@ def fit_settings(spec: Mapping):
         autocast=spec.get("autocast", "off"),
         compile=spec.get("compile", "off"),
         cpu_layout=spec.get("cpu_layout", "auto"),
+        cuda_graphs=cuda_graphs,
     )
 
 
@@ -263,6 +269,7 @@ def run_fit_job(
     width_file: str | None = None,
     keep_output: bool = False,
     fits_per_gpu: int = 1,
+    cuda_graphs: str | None = None,
 ) -> dict:
     """The fit rule: fit, then write the row, the trajectory and the denoised PNG.
 
@@ -271,6 +278,7 @@ def run_fit_job(
     :param keep_output: also return the float output image in the row under ``_output``.
     :param fits_per_gpu: fits sharing one GPU (config ``fit.fits_per_gpu``; picks the GPU
         slot with several GPUs, see :mod:`dipkit.fit.gpu_slots`).
+    :param cuda_graphs: config ``fit.cuda_graphs``; None: the job's config (:func:`_cuda_graphs`).
     """
     import torch
 
@@ -285,7 +293,8 @@ def run_fit_job(
         from dipkit.fit.gpu_slots import device_for_job
 
         with device_for_job(device, fits_per_gpu) as job_device:  # a GPU slot per concurrent job
-            result = run_fit(clean, noisy, spec, seed, job_device, _progress_logger(spec["iterations"]))
+            result = run_fit(clean, noisy, spec, seed, job_device, _progress_logger(spec["iterations"]),
+                             _cuda_graphs(cuda_graphs))
         outcome = _dip_outcome(*result, spec, dataset, image, noise_id)
     row = _fit_row(dataset, image, noise_id, spec, seed, outcome["row"], noisy.shape, fit_version)
     _write_fit(row, outcome, out_row, out_trajectory, out_image, started)
@@ -308,6 +317,7 @@ def run_fit_batch_job(
     device: str = "auto",
     threads: int = 1,
     fits_per_gpu: int = 1,
+    cuda_graphs: str | None = None,
 ) -> list[dict]:
     """The fit_batch rule: fit one method to several images at once, in one process
     (:func:`run_fit_batch`), and write each fit as :func:`run_fit_job` writes it, as
@@ -354,6 +364,7 @@ def run_fit_batch_job(
                     [seeds[j] for j in members],
                     job_device,
                     _progress_logger(spec["iterations"]),
+                    _cuda_graphs(cuda_graphs),
                 )
             except FitDivergedError as err:
                 names = ", ".join(images[j] for j in members)
@@ -372,6 +383,16 @@ def run_fit_batch_job(
                        tmp / f"{image}.png", started)
             rows.append(row)
     return rows
+
+
+def _cuda_graphs(value: str | None) -> str:
+    """``fit.cuda_graphs`` of a fit job: ``value``, or else the job's config
+    (:func:`dipkit.workflow.job_config`), or else ``auto``; YAML's unquoted on/off (booleans) too."""
+    if value is None:
+        from dipkit.workflow import job_config
+
+        value = (job_config().get("fit") or {}).get("cuda_graphs", "auto")
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 def _job_spec(spec: Mapping, width_file: str | None) -> dict:

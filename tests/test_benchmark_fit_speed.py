@@ -60,3 +60,16 @@ def test_throughput_mode_with_batched_processes(tmp_path):
     assert [(r["layout"], r["processes"], r["batch"]) for r in rows] == [
         ("1x1, one fit per process", 1, 1), ("1x1, 2 fits per process", 1, 2), ("2x1, 2 fits per process", 2, 2)]
     assert rows[0]["ratio"] == 1.0 and all(r["fits_per_hour"] > 0 for r in rows)
+
+
+def test_cuda_graph_rows_beside_eager_ones(tmp_path):
+    """--cuda-graphs adds the captured step's rows (on a CPU ``auto`` runs eagerly: not captured)."""
+    stdout, data = _run(tmp_path, "per-fit", "--cuda-graphs", "--sizes", "32", "--methods", "ours32",
+                        "--iterations", "2", "--ref-iterations", "1", "--warmup", "1", "--rounds", "1",
+                        "--threads", "1")
+    assert "| ours32 | 32² |" in stdout and "graph vs eager" in stdout
+    (row,) = data["rows"]
+    assert row["graph_s_per_it"] > 0 and row["graph_speedup"] > 0 and row["captured"] is False
+    stdout, data = _run(tmp_path, "full", "--cuda-graphs", "--methods", "ours32", "--size", "32",
+                        "--iterations", "2", "--warmup", "1")
+    assert [r["loop"] for r in data["rows"]] == ["engine", "graph"] and "| ours32 | 32² | 2 | eager |" in stdout

@@ -394,7 +394,7 @@ def test_async_divergence_watch_logic():
     """The CUDA path of the finiteness check (ring of non-blocking copies + events),
     exercised on CPU with fake events: no answer before the event completes, an answer
     after, and a blocking wait only when the ring is full."""
-    ok, bad = torch.tensor(1.0), torch.tensor(float("nan"))
+    ok, bad = torch.tensor(True), torch.tensor(False)  # the fit's finite-loss flag
     watch = _fake_cuda_watch()
     assert not watch.push(ok)
     assert not watch.push(bad)  # copy still "in flight"

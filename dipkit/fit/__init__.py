@@ -41,8 +41,10 @@ including the exempt multiples of 100 (a NaN before the first snapshot raises
 
 Speed (see README, *Fit speed*): no host synchronisation inside the loop, SSIM every
 ``ssim_every`` iterations on the device, the glibc allocator tuned on first use
-(:func:`dipkit.fit.device.tune_host_allocator`), TF32 and ``cudnn.benchmark`` on CUDA, and
-optional bf16 autocast and ``torch.compile`` (measured, off by default).
+(:func:`dipkit.fit.device.tune_host_allocator`), TF32 and ``cudnn.benchmark`` on CUDA, the
+training step (:class:`dipkit.fit.step.TrainStep`) captured once into a CUDA graph and replayed
+on CUDA (:mod:`dipkit.fit.cuda_graphs`, ``FitSettings.cuda_graphs``), and optional bf16
+autocast and ``torch.compile`` (measured, off by default).
 :func:`dipkit.fit.batched.fit_batch` runs K fits of one architecture at once (stacked
 parameters and ``vmap``), for packing small networks onto a GPU.
 :func:`dipkit.fit.reference.reference_fit` is a loop that scores like the paper's code, kept

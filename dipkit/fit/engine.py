@@ -6,13 +6,14 @@ import collections
 import contextlib
 import math
 import time
-from typing import Callable, Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from dipkit.fit.cuda_graphs import StepRunner, eager_reason
 from dipkit.fit.device import (
     backend_flags,
     describe_device,
@@ -22,6 +23,7 @@ from dipkit.fit.device import (
     tune_host_allocator,
 )
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
+from dipkit.fit.step import StepHook, TrainStep, make_optimizer
 from dipkit.metrics import functional as fm
 
 __all__ = ["fit", "make_input", "resolve_cpu_layout"]
@@ -84,14 +86,6 @@ def ssim_iterations(n: int, every: int) -> list[int]:
     return [k for k in range(1, n + 1) if (every and k % every == 0) or k == n]
 
 
-def _sse_into(a: torch.Tensor, b: torch.Tensor, scratch: torch.Tensor, out: torch.Tensor) -> None:
-    """``out[()] = sum((a - b)**2)``: difference and square in the input dtype (into
-    ``scratch``), sum accumulated in float64 into the 0-d float64 view ``out``."""
-    torch.sub(a, b, out=scratch)
-    scratch.mul_(scratch)
-    torch.sum(scratch, dim=tuple(range(scratch.dim())), dtype=torch.float64, out=out)
-
-
 def _psnr_from_sse(sse: np.ndarray | float, numel: int) -> np.ndarray:
     """scikit-image's formula ``10 log10(R^2 / mse)`` with ``mse = sse / numel``."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -112,9 +106,9 @@ def _diverged(iteration: int, n: int, loss: float | None = None) -> FitDivergedE
 
 
 class _FiniteWatch:
-    """Checks ``isfinite(loss)`` without stalling the device queue.
+    """Reads the fit's finite-loss flag without stalling the device queue.
 
-    On CPU the check is a direct read. On CUDA each check copies a flag into pinned host
+    On CPU the check is a direct read. On CUDA each check copies the flag into pinned host
     memory with a non-blocking copy and records an event; completed events are polled
     (``Event.query`` does not block) on later checks. At most ``RING`` checks are in
     flight; only when the ring is full does a check wait for the oldest one.
@@ -130,9 +124,9 @@ class _FiniteWatch:
             self.pending: collections.deque[int] = collections.deque()
             self.count = 0
 
-    def push(self, loss: torch.Tensor) -> bool:
-        """Queue a check of ``loss``; ``True`` once any finished check saw a non-finite loss."""
-        finite = torch.isfinite(loss)
+    def push(self, finite: torch.Tensor) -> bool:
+        """Queue a read of the 0-d bool ``finite`` (False once a loss was not finite); ``True``
+        once any finished read saw False."""
         if not self.cuda:
             return not bool(finite)
         if len(self.pending) == self.RING:
@@ -244,6 +238,7 @@ def fit(
     settings: FitSettings,
     seed: int,
     progress: ProgressFn | None = None,
+    step_hooks: Sequence[StepHook] = (),
 ) -> FitResult:
     """Fit ``net`` so that ``net(z + perturbation)`` reproduces ``noisy``; the paper's loop.
 
@@ -265,6 +260,8 @@ def fit(
     :param progress: optional ``progress(iteration, loss)`` called every
         ``max(1, iterations // 100)`` iterations and at the last one (reads the loss, so it
         synchronises the device when given).
+    :param step_hooks: per-iteration device-side updates run inside the training step
+        (:data:`dipkit.fit.step.StepHook`; captured with it in a CUDA-graph fit).
     :return: :class:`FitResult`.
     :raises FitDivergedError: when the loss becomes non-finite (unless backtracking), or
         the final output is non-finite.
@@ -282,7 +279,7 @@ def fit(
     layout = resolve_cpu_layout(net, settings.cpu_layout) if device.type == "cpu" else "nchw"
     with cuda_ctx, backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32), \
             _network_layout(net, layout):
-        return _fit(net, z, noisy, clean, settings, int(seed), progress, device, layout)
+        return _fit(net, z, noisy, clean, settings, int(seed), progress, device, layout, tuple(step_hooks))
 
 
 def resolve_cpu_layout(net: nn.Module, setting: str = "auto") -> str:
@@ -320,38 +317,34 @@ def _fit(
     progress: ProgressFn | None,
     device: torch.device,
     layout: str = "nchw",
+    hooks: tuple[StepHook, ...] = (),
 ) -> FitResult:
     n = int(s.iterations)
     w = float(s.exp_weight)
-    std = float(s.reg_noise_std)
-    has_clean = clean is not None
     numel = noisy.numel()
 
     net.train()
     params = list(net.parameters())
-    # PyTorch's fused Adam on CPU: one kernel instead of a dozen small ops per parameter
-    optimizer = torch.optim.Adam(params, lr=s.lr, fused=True if device.type == "cpu" else None)
+    optimizer = make_optimizer(params, s.lr, device)
     forward = net if s.compile == "off" else torch.compile(net, mode=s.compile)
     if s.autocast == "bf16":
         amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     else:
         amp = contextlib.nullcontext()
-
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
+    generators = [gen]
     if layout == "channels_last":
         z = z.contiguous(memory_format=torch.channels_last)
-    if std > 0:
-        # drawn in NCHW order whatever the layout, so both layouts (and the reference loop)
-        # see the same perturbation; channels-last pays one transposing copy for it
-        noise = torch.empty(z.shape, dtype=z.dtype, device=device)
-        z_in = torch.empty_like(z)
+    step = TrainStep(forward, optimizer, z, noisy, clean, n=n, reg_noise_std=s.reg_noise_std, exp_weight=w,
+                     generators=generators, amp=amp, channels_last=layout == "channels_last", hooks=hooks)
+    reason = eager_reason(s.cuda_graphs, device, iterations=n, backtracking=s.backtracking, compile=s.compile,
+                          autocast=s.autocast)
+    runner = StepRunner(step, device=device, generators=generators, optimizer=optimizer, mode=s.cuda_graphs,
+                        reason=reason)
 
-    # Preallocated device-side records, fetched once after the loop.
-    # rows: 0 loss, 1 SSE(raw, clean), 2 SSE(ema, clean), 3 SSE(raw, noisy)
-    rec = torch.full((4, n), math.nan, dtype=torch.float64, device=device)
-    scratch = torch.empty_like(noisy)
-    ssim_iters = ssim_iterations(n, s.ssim_every) if has_clean else []
+    # SSIM of the moving average: on the device, between steps, fetched once after the loop
+    ssim_iters = ssim_iterations(n, s.ssim_every) if clean is not None else []
     ssim_slot = {k: j for j, k in enumerate(ssim_iters)}
     ssim_vals = torch.full((len(ssim_iters),), math.nan, dtype=torch.float64, device=device)
 
@@ -360,98 +353,60 @@ def _fit(
     last_psnr_noisy = 0.0  # the notebook's initial value
     backtrack_iters: list[int] = []
     progress_every = max(1, n // 100)
-    out_avg: torch.Tensor | None = None
 
     reset_peak_memory(device)
     synchronize(device)
     t0 = time.perf_counter()
 
-    for i in range(n):
-        optimizer.zero_grad(set_to_none=True)
-        if std > 0:
-            noise.normal_(generator=gen)
-            if layout == "channels_last":
-                z_in.copy_(noise).mul_(std)
+    with warnings.catch_warnings():
+        # eager steps (warm-up, fallbacks) of a capturable Adam are intended
+        warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True")
+        for i in range(n):
+            if snapshot is None:
+                runner(i)
             else:
-                torch.mul(noise, std, out=z_in)
-            z_in.add_(z)  # z + noise * std, rounded as the paper's code
-            inp = z_in
-        else:
-            inp = z
-        with amp:
-            out = forward(inp)
-        if out.dtype != noisy.dtype:  # autocast
-            out = out.to(noisy.dtype)
-        if i == 0 and (out.shape != noisy.shape or out.dtype != noisy.dtype):
-            raise ValueError(
-                f"net output is {tuple(out.shape)} {out.dtype}, noisy image is "
-                f"{tuple(noisy.shape)} {noisy.dtype}"
-            )
-        loss = F.mse_loss(out, noisy)
-        loss.backward()
+                step.forward_backward(i == 0)
+                # The DIP notebook's rule; needs the PSNR on the host every iteration.
+                psnr_noisy = float(_psnr_from_sse(step.vals[3].item(), numel))
+                # A NaN output is rejected on every iteration (the notebook has no such case).
+                exempt = i % s.backtrack_period == 0
+                accept = True
+                dropped = psnr_noisy - last_psnr_noisy < -s.backtrack_drop_db
+                if math.isnan(psnr_noisy) or (not exempt and dropped):
+                    if not snapshot.saved:
+                        raise _diverged(i + 1, n, float(step.loss))
+                    snapshot.restore()
+                    backtrack_iters.append(i + 1)
+                    accept = False
+                elif not exempt:
+                    snapshot.save()
+                    last_psnr_noisy = psnr_noisy
+                step.finish(i == 0, accept)
 
-        o = out.detach()
-        with torch.no_grad():
-            rec[0, i] = loss.detach()
-            _sse_into(o, noisy, scratch, rec[3, i])
-            if has_clean:
-                _sse_into(o, clean, scratch, rec[1, i])
-
-        accept = True
-        if snapshot is not None:
-            # The DIP notebook's rule; needs the PSNR on the host every iteration.
-            psnr_noisy = float(_psnr_from_sse(rec[3, i].item(), numel))
-            # A NaN output is rejected on every iteration (the notebook has no such case).
-            exempt = i % s.backtrack_period == 0
-            if math.isnan(psnr_noisy) or (
-                not exempt and psnr_noisy - last_psnr_noisy < -s.backtrack_drop_db
-            ):
-                if not snapshot.saved:
-                    raise _diverged(i + 1, n, float(loss.detach()))
-                snapshot.restore()
-                backtrack_iters.append(i + 1)
-                accept = False
-            elif not exempt:
-                snapshot.save()
-                last_psnr_noisy = psnr_noisy
-
-        with torch.no_grad():
-            if out_avg is None:
-                out_avg = o.clone()
-            elif not accept:
-                pass  # a rejected output stays out of the moving average
-            elif w == 0.0:
-                out_avg.copy_(o)
-            else:
-                out_avg.mul_(w).add_(o, alpha=1.0 - w)
-            if has_clean:
-                _sse_into(out_avg, clean, scratch, rec[2, i])
-                j = ssim_slot.get(i + 1)
-                if j is not None:
-                    ssim_vals[j : j + 1] = fm.ssim(out_avg, clean, s.ssim_data_range)
-
-        if watch is not None and (i + 1) % s.divergence_check_every == 0:
-            if watch.push(loss.detach()):
-                losses = rec[0, : i + 1].cpu().numpy()
+            j = ssim_slot.get(i + 1)
+            if j is not None:
+                with torch.no_grad():
+                    ssim_vals[j : j + 1] = fm.ssim(step.out_avg, clean, s.ssim_data_range)
+            if watch is not None and (i + 1) % s.divergence_check_every == 0 and watch.push(step.finite):
+                losses = step.rec[0, : i + 1].cpu().numpy()
                 first = _first_nonfinite(losses)
                 if first is None:
                     raise _diverged(i + 1, n)
                 raise _diverged(first, n, float(losses[first - 1]))
-        if accept:
-            optimizer.step()
-        if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
-            progress(i + 1, float(loss.detach()))
+            if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
+                progress(i + 1, float(step.loss))
 
-    assert out_avg is not None
+    if runner.captured:
+        optimizer.zero_grad(set_to_none=True)  # the graph's gradients: release its memory pool
     with torch.no_grad():
         with amp:
             final_raw = forward(z).to(noisy.dtype)  # clean z, BatchNorm still in train mode
-        final = final_raw if w == 0.0 else out_avg * w + final_raw * (1.0 - w)
+        final = final_raw if w == 0.0 else step.out_avg * w + final_raw * (1.0 - w)
     synchronize(device)
     wall = time.perf_counter() - t0
     peak_bytes, peak_kind = peak_memory(device)
 
-    rec_host = rec.cpu().numpy()
+    rec_host = step.rec.cpu().numpy()
     first_bad = _first_nonfinite(rec_host[0])
     if first_bad is not None and snapshot is None:
         raise _diverged(first_bad, n, float(rec_host[0, first_bad - 1]))
@@ -463,6 +418,7 @@ def _fit(
     return _fit_result(
         rec_host, ssim_iters, ssim_vals.cpu().numpy(), final, noisy, clean, s, seed,
         wall=wall, device=device, peak=(peak_bytes, peak_kind), backtrack_iters=backtrack_iters,
+        cuda_graph=runner.captured,
     )
 
 
@@ -480,6 +436,7 @@ def _fit_result(
     device: torch.device,
     peak: tuple[int, str],
     backtrack_iters: Sequence[int] = (),
+    cuda_graph: bool = False,
 ) -> FitResult:
     """The :class:`FitResult` of one finished fit (shared with :mod:`dipkit.fit.batched`).
 
@@ -547,4 +504,5 @@ def _fit_result(
         backtrack_iterations=tuple(backtrack_iters),
         seed=seed,
         settings=s,
+        cuda_graph=cuda_graph,
     )

@@ -15,6 +15,7 @@ __all__ = [
     "AUTOCAST_MODES",
     "COMPILE_MODES",
     "CPU_LAYOUTS",
+    "CUDA_GRAPH_MODES",
     "FitDivergedError",
     "FitOutOfMemoryError",
     "FitResult",
@@ -27,6 +28,8 @@ AUTOCAST_MODES = ("off", "bf16")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 #: Values of :attr:`FitSettings.cpu_layout`.
 CPU_LAYOUTS = ("auto", "channels_last", "nchw")
+#: Values of :attr:`FitSettings.cuda_graphs`.
+CUDA_GRAPH_MODES = ("auto", "on", "off")
 
 
 def _is_int(value: object) -> bool:
@@ -92,6 +95,16 @@ class FitSettings:
         channels-last (README, Fit speed). The same arithmetic in another order: in
         float64 the trajectory matches NCHW to rounding, in float32 it is another, equally
         valid, chaotic trajectory. Ignored on CUDA.
+    :ivar str cuda_graphs: ``"auto"`` (default): on CUDA the training step is captured once
+        into a CUDA graph and replayed (one launch per iteration instead of hundreds), unless
+        the settings need the host inside the step (backtracking) or bring their own graphs or
+        casts (``compile``, ``autocast``); the fit then runs eagerly and the reason is logged
+        once per process. ``"on"``: the same, but a fit that cannot be captured (on the CPU,
+        with those settings, or a network that synchronises with the host) raises
+        ``ValueError`` instead. ``"off"``: eager steps. Only the speed changes: a graph replays
+        the same kernels on the same buffers, the perturbation comes from the fit's own
+        generator registered with the graph, and the first iterations run eagerly as
+        warm-up (:mod:`dipkit.fit.cuda_graphs`); so it is not part of a fit's spec.
     :ivar int backtrack_period: iterations ``i`` (0-based) with ``i % period == 0`` are
         exempt from backtracking (notebook: ``show_every = 100``).
     :ivar float backtrack_drop_db: PSNR drop that triggers backtracking (notebook: 5 dB).
@@ -112,6 +125,7 @@ class FitSettings:
     autocast: str = "off"
     compile: str = "off"
     cpu_layout: str = "auto"
+    cuda_graphs: str = "auto"
 
     def __post_init__(self) -> None:
         def need(cond: bool, what: str) -> None:
@@ -137,6 +151,8 @@ class FitSettings:
              f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         need(self.cpu_layout in CPU_LAYOUTS,
              f"cpu_layout must be one of {', '.join(CPU_LAYOUTS)}, got {self.cpu_layout!r}")
+        need(self.cuda_graphs in CUDA_GRAPH_MODES,
+             f"cuda_graphs must be one of {', '.join(CUDA_GRAPH_MODES)}, got {self.cuda_graphs!r}")
         need(self.backtrack_drop_db > 0, f"backtrack_drop_db must be > 0, got {self.backtrack_drop_db!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,6 +192,8 @@ class FitResult:
     :ivar int iterations: number of iterations run.
     :ivar int seed: the seed of the input-perturbation generator.
     :ivar FitSettings settings: the settings used.
+    :ivar bool cuda_graph: whether the iterations after the warm-up were replays of a CUDA
+        graph (see :attr:`FitSettings.cuda_graphs`).
     """
 
     output: torch.Tensor
@@ -197,6 +215,7 @@ class FitResult:
     backtrack_iterations: tuple[int, ...] = ()
     seed: int = 0
     settings: FitSettings = field(default_factory=FitSettings)
+    cuda_graph: bool = False
 
     def scalars(self) -> dict[str, Any]:
         """The scalar fields as a JSON-friendly ``dict`` (no tensors or arrays)."""
