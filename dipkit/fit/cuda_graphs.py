@@ -194,9 +194,9 @@ class StepRunner:
         current = torch.cuda.current_stream(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        for g in self.generators:
-            graph.register_generator_state(g)
         try:
+            for g in self.generators:
+                graph.register_generator_state(g)
             with torch.cuda.graph(graph, stream=self.side):
                 self.step(False)
         except Exception as err:  # noqa: BLE001 - any failure of the capture falls back
