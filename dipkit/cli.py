@@ -94,7 +94,9 @@ def _write_output(path, img, fmt: str) -> None:
             pil.save(tmp, format=fmt)
         return
     except OSError as err:
-        first = f"could not write {path} ({err.strerror or err})"
+        parent = Path(path).parent
+        reason = f"{parent} is a file, not a folder" if parent.is_file() else err.strerror or str(err)
+        first = f"could not write {path} ({reason})"
     try:
         fd, spare = tempfile.mkstemp(prefix=f"dipkit-{Path(path).stem}-", suffix=Path(path).suffix)
         with open(fd, "wb") as fh:

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_png16
 from dipkit.images import ImageError, center_crop, prepare_dataset, read_image, to_float
 from dipkit.io import load_stack
 from dipkit.manifest import DatasetFile
@@ -86,24 +87,6 @@ def test_prepare_pairs_stay_aligned(tmp_path):
 # --------------------------------------------------------------------------- every Pillow mode
 
 
-def _png16(path, arr):
-    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour): ``arr`` ``[H, W, C]``
-    uint16 with C = 2 (gray + alpha) or 3 (RGB)."""
-    import struct
-    import zlib
-
-    h, w, c = arr.shape
-    color_type = {2: 4, 3: 2}[c]
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-    return path
-
-
 RNG = np.random.default_rng(3)
 GRAY8 = RNG.integers(0, 256, (6, 7), dtype=np.uint8)
 RGB8 = RNG.integers(0, 256, (6, 7, 3), dtype=np.uint8)
@@ -177,9 +160,9 @@ def _refused(tmp_path, case):
         Image.fromarray(np.full((6, 7), 70000, np.int32)).save(tmp_path / "a.tif")  # would wrap mod 65536
         return tmp_path / "a.tif"
     if case == "RGB 16-bit":
-        return _png16(tmp_path / "a.png", RNG.integers(0, 65536, (6, 7, 3), dtype=np.uint16))
+        return write_png16(tmp_path / "a.png", RNG.integers(0, 65536, (6, 7, 3), dtype=np.uint16))
     if case == "LA 16-bit":
-        return _png16(tmp_path / "a.png", np.full((6, 7, 2), 65535, np.uint16))
+        return write_png16(tmp_path / "a.png", np.full((6, 7, 2), 65535, np.uint16))
     if case == "PPM 16-bit":
         (tmp_path / "a.ppm").write_bytes(b"P6\n7 6\n65535\n" + np.full((6, 7, 3), 1000, ">u2").tobytes())
         return tmp_path / "a.ppm"
