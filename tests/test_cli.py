@@ -242,3 +242,24 @@ def test_noise_estimate_is_close():
     for sigma in (10, 25, 50):
         noisy = np.clip(clean + np.random.default_rng(sigma).normal(0, sigma / 255, clean.shape), 0, 1)
         assert abs(estimate_sigma(noisy) - sigma) < 0.12 * sigma
+
+
+def test_gpu_out_of_memory_is_one_line():
+    """Fault injection (no GPU here): CUDA's own exception type, raised where `dipkit denoise`
+    fits, becomes the same kind of line as on the CPU, with GPU advice."""
+    import torch
+
+    from dipkit.denoise import _explain_out_of_memory
+    from dipkit.fit import FitOutOfMemoryError
+    from dipkit.fit.device import explain_out_of_memory
+
+    img = np.zeros((4000, 6000, 3), np.float32)
+    with pytest.raises(FitOutOfMemoryError) as err:
+        with _explain_out_of_memory(img, "ours", 128, torch.device("cuda", 0)):
+            with explain_out_of_memory("method ours (hourglass, 921,475 parameters) on a 6016x4000 image", "cuda:0"):
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 46.00 GiB\nmore detail")
+    assert str(err.value) == (
+        "out of memory denoising a 6000x4000 image with method ours at width 128 on cuda:0 (CUDA out of memory. "
+        "Tried to allocate 46.00 GiB); try a smaller --width (32 needs the least memory), a smaller image (crop "
+        "or downscale it) or a GPU with more memory"
+    )
