@@ -74,7 +74,8 @@ def _check_output(args: argparse.Namespace, preview) -> str:
         finally:
             os.unlink(probe)
     except OSError as err:
-        raise ValueError(f"-o {out}: cannot write there ({err.strerror or err}); nothing was fitted") from None
+        reason = err.strerror or err
+        raise ValueError(f"-o {out}: cannot write there ({reason}); nothing was fitted") from None
     return fmt
 
 
@@ -206,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sigma", type=float, default=None,
                    help="noise standard deviation on the 0-255 scale (default: estimated from the image)")
     d.add_argument("--method", default="ours",
-                   help="a DIP method: ours (default), " + ", ".join(m for m in denoising_methods() if m != "ours"))
+                   help="a DIP method: ours (default), "
+                   + ", ".join(m for m in denoising_methods() if m != "ours"))
     d.add_argument("--width", type=int, default=None,
                    help="network width, e.g. 32, 64 or 128 (default: predicted from texture)")
     d.add_argument("--iterations", type=int, default=None, help="Adam steps (default 3000, as the paper)")
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"got {args.sigma}")
     try:
         return args.func(args)
-    except (ValueError, OSError) as err:  # bad input (ImageError is a ValueError), files that cannot be written
+    except (ValueError, OSError) as err:  # bad input (ImageError is a ValueError), unwritable files
         print(f"dipkit: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as err:

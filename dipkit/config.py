@@ -48,7 +48,9 @@ def _noise_specs(name: str, entry: dict, paired: bool) -> tuple[NoiseSpec, ...]:
             raise ConfigError(f"config key datasets.{name}.{kind}: levels repeat: {levels}")
         for level in levels:
             if not 0 < float(level) < float("inf"):
-                raise ConfigError(f"config key datasets.{name}.{kind}: levels must be finite numbers > 0, got {level}")
+                raise ConfigError(
+                    f"config key datasets.{name}.{kind}: levels must be finite numbers > 0, got {level}"
+                )
             specs.append(NoiseSpec(kind, float(level)))
     if entry.get("real"):
         if not paired:

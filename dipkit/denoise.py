@@ -149,7 +149,8 @@ def method_problem(method: str, width: int | None = None) -> tuple[str, str] | N
     if method not in METHODS:
         return "method", f"unknown method; choose one of {choices}"
     if METHODS[method].kind != "dip":
-        return "method", f"a {METHODS[method].kind} method, not a DIP network dipkit fits; choose one of {choices}"
+        kind = METHODS[method].kind
+        return "method", f"a {kind} method, not a DIP network dipkit fits; choose one of {choices}"
     if width is not None and "width" not in METHODS[method].arch_options:
         takes = ", ".join(m for m in denoising_methods() if "width" in METHODS[m].arch_options)
         return "width", f"method {method} has no width option (methods with one: {takes})"
@@ -172,7 +173,8 @@ def _explain_out_of_memory(img: np.ndarray, method: str, width: int | None, devi
         detail = getattr(err, "detail", None) or out_of_memory_detail(err)
         tries = ["a smaller --width (32 needs the least memory)"] if width and int(width) > 32 else []
         tries.append("a smaller image (crop or downscale it)")
-        tries.append("a GPU with more memory" if device.type == "cuda" else "more memory (a larger machine, or a GPU)")
+        on_gpu = device.type == "cuda"
+        tries.append("a GPU with more memory" if on_gpu else "more memory (a larger machine, or a GPU)")
         exc = FitOutOfMemoryError(
             f"out of memory denoising a {img.shape[1]}x{img.shape[0]} image with method {method}"
             + (f" at width {width}" if width else "")
@@ -225,7 +227,9 @@ def denoise(
     if sigma is None:
         sigma, sigma_source = estimate_sigma(img), "estimated"
         if not sigma > 0:
-            raise ValueError("the estimated noise level is 0 (the image looks noise-free or flat); give it with --sigma")
+            raise ValueError(
+                "the estimated noise level is 0 (the image looks noise-free or flat); give it with --sigma"
+            )
     else:
         sigma, sigma_source = float(sigma), "given"
         if not 0 < sigma < float("inf"):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from conftest import write_png16
 from PIL import Image
 
-from conftest import write_png16
 from dipkit.images import ImageError, center_crop, prepare_dataset, read_image, to_float
 from dipkit.io import load_stack
 from dipkit.manifest import DatasetFile
@@ -120,7 +120,7 @@ def _write(tmp_path, case):
     if case in ("RGBA", "LA"):
         base = RGB8 if case == "RGBA" else GRAY8[..., None]
         arr = np.concatenate([base, np.full(base.shape[:2] + (1,), 255, np.uint8)], axis=2)
-        Image.fromarray(arr if case == "RGBA" else arr, mode=case).save(tmp_path / "a.png")
+        Image.fromarray(arr, mode=case).save(tmp_path / "a.png")
         return tmp_path / "a.png", base
     if case == "RGBX":
         Image.fromarray(RGB8).convert("RGBX").save(tmp_path / "a.tif")
@@ -143,8 +143,11 @@ def _write(tmp_path, case):
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["L", "1", "I;16", "I;16B", "I;16 png", "I pgm", "F", "RGB", "RGBA", "LA", "RGBX",
-                                  "YCbCr", "P", "P gray", "MPO"])
+READ_CASES = ["L", "1", "I;16", "I;16B", "I;16 png", "I pgm", "F", "RGB", "RGBA", "LA", "RGBX", "YCbCr", "P",
+              "P gray", "MPO"]
+
+
+@pytest.mark.parametrize("case", READ_CASES)
 def test_every_readable_mode_keeps_its_true_depth(tmp_path, case):
     path, expected = _write(tmp_path, case)
     got = read_image(path)

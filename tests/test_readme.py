@@ -366,9 +366,9 @@ def test_measurements_take_their_documented_arguments(clone):
         "    print('parsed:', line)\n"
     )
     assert all(shlex.split(c)[0] == "python" for c in commands)
-    proc = subprocess.run(["python", "-c", harness], input="\n".join(commands), cwd=clone.root,
-                          env=clone.env(COMMANDS[commands[0]].env), capture_output=True, text=True, timeout=600,
-                          check=False)
+    env = clone.env(COMMANDS[commands[0]].env)
+    proc = subprocess.run(["python", "-c", harness], input="\n".join(commands), cwd=clone.root, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, _out(proc)
     assert proc.stdout.count("parsed:") == len(commands)
 
