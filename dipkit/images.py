@@ -58,9 +58,10 @@ def _file_bits(im) -> int:
     return bits
 
 
-def _decode(path: Path, im) -> np.ndarray:
+def _decode(path: Path, im, channels: int | None = None) -> np.ndarray:
     """Pixels of an open Pillow image, ``[H, W]`` or ``[H, W, C]`` at their true depth (see
-    :func:`read_image`); opaque alpha is dropped.
+    :func:`read_image`); opaque alpha is dropped. A palette of grays gives a grayscale image
+    unless ``channels`` asks for RGB.
 
     :raises ImageError: for everything :func:`read_image` refuses.
     """
@@ -92,7 +93,7 @@ def _decode(path: Path, im) -> np.ndarray:
     gray = False
     if mode in ("P", "PA"):
         rgb = np.asarray(im.convert("RGB"))
-        gray = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+        gray = channels != 3 and bool((rgb == rgb[..., :1]).all())
         im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
         mode = im.mode
     if mode in ("RGBA", "LA"):
@@ -122,11 +123,11 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
 
     ``uint8`` for 1-bit (0 / 255) and 8-bit files; ``uint16`` for 16-bit grayscale; ``float32``
     in [0, 1] for 32-bit float grayscale. Palette images become RGB, or grayscale when every
-    colour is a gray; YCbCr becomes RGB; opaque alpha is dropped. Refused, each with a message
-    naming the file and what is expected: transparency; CMYK, CIELAB and HSV images; 16-bit
-    colour and 32-bit integer images (Pillow cannot read them at their depth); files of
-    several frames (animations, multi-page TIFFs; a camera's MPO JPEG is read as its first,
-    main picture).
+    colour is a gray (unless ``channels`` is 3); YCbCr becomes RGB; opaque alpha is dropped.
+    Refused, each with a message naming the file and what is expected: transparency; CMYK,
+    CIELAB and HSV images; 16-bit colour and 32-bit integer images (Pillow cannot read them at
+    their depth); files of several frames (animations, multi-page TIFFs; a camera's MPO JPEG is
+    read as its first, main picture).
 
     :param path: PNG, JPEG, TIFF or BMP file (or any other format Pillow reads).
     :param channels: expected channel count (1 or 3); ``None`` keeps the file's own.
@@ -138,7 +139,7 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
-            arr = _decode(path, im)
+            arr = _decode(path, im, channels)
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

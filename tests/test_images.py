@@ -155,6 +155,8 @@ def test_every_readable_mode_keeps_its_true_depth(tmp_path, case):
     np.testing.assert_array_equal(got, expected)
     if got.dtype == np.uint16:
         assert to_float(got).max() == pytest.approx(GRAY16.max() / 65535.0)
+    if case == "P gray":  # in an RGB dataset, a palette of grays is an RGB image
+        np.testing.assert_array_equal(read_image(path, 3), np.repeat(expected, 3, axis=2))
 
 
 def _refused(tmp_path, case):
