@@ -11,7 +11,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default configuration. A config file given on the command line
+# (--configfile FILE ...) replaces it instead of being merged into it, so a small config
+# plans only its own jobs; name config.yaml first to extend it: --configfile config.yaml FILE.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "rules/report/workflow.rst"

@@ -11,6 +11,7 @@ import sys
 import time
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 
 
 class _Progress:
@@ -39,17 +40,94 @@ class _Progress:
         self.stream.flush()
 
 
-def _denoise(args: argparse.Namespace) -> int:
+def _check_output(args: argparse.Namespace, preview) -> str:
+    """Check ``-o`` before the fit and return its Pillow format.
+
+    The folder is created if needed and a file the size of the result (``preview``: the input
+    as 8-bit ``[H, W, C]``) is written beside the output and removed, so an unknown format, a
+    file where a folder should be, an unwritable folder or a full disk stop the command before
+    minutes of fitting. The input itself is overwritten only with ``--force``.
+    """
+    import os
+    import tempfile
+
     from PIL import Image
 
+    out = args.output
+    if out.is_dir():
+        raise ValueError(f"-o {out}: a folder; give the file to write, e.g. {out / 'denoised.png'}")
+    fmt = Image.registered_extensions().get(out.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"-o {out}: unknown image format {out.suffix!r} (use .png, .tif or .jpg)")
+    if out.exists() and out.samefile(args.noisy) and not args.force:
+        raise ValueError(f"-o {out} is the input image; choose another name, or add --force to overwrite it")
+    folder = out.parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"-o {out}: {existing} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                Image.fromarray(preview[:, :, 0] if preview.shape[2] == 1 else preview).save(fh, format=fmt)
+        finally:
+            os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or err
+        raise ValueError(f"-o {out}: cannot write there ({reason}); nothing was fitted") from None
+    return fmt
+
+
+def _write_output(path, img, fmt: str) -> None:
+    """Write the 8-bit ``[H, W, C]`` result atomically; if that fails after all (the disk filled
+    up during the fit), keep it in the temporary folder and say where."""
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from dipkit.io import atomic_path
+
+    pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+    try:
+        with atomic_path(path) as tmp:
+            pil.save(tmp, format=fmt)
+        return
+    except OSError as err:
+        parent = Path(path).parent
+        reason = f"{parent} is a file, not a folder" if parent.is_file() else err.strerror or str(err)
+        first = f"could not write {path} ({reason})"
+    try:
+        fd, spare = tempfile.mkstemp(prefix=f"dipkit-{Path(path).stem}-", suffix=Path(path).suffix)
+        with open(fd, "wb") as fh:
+            pil.save(fh, format=fmt)
+    except OSError as err:
+        raise OSError(f"{first}, nor a copy in {tempfile.gettempdir()} ({err.strerror or err})") from None
+    raise OSError(f"{first}; the denoised image is saved as {spare} instead")
+
+
+def _denoise(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from dipkit.denoise import method_problem
     from dipkit.images import ImageError, read_image, to_float
 
-    fmt = Image.registered_extensions().get(args.output.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{args.output}: unknown image format (use .png, .tif or .jpg)")
+    problem = method_problem(args.method, args.width)
+    if problem:
+        raise ValueError(f"--{problem[0]} {getattr(args, problem[0])}: {problem[1]}")
+    from dipkit.fit import select_device
+
+    try:
+        select_device(args.device)  # a bad --device fails now, not after the width prediction
+    except ValueError as err:
+        raise ValueError(f"--device {args.device}: {err}") from None
     if not args.noisy.exists():
         raise FileNotFoundError(f"{args.noisy}: no such file")
+    if args.noisy.is_dir():
+        raise IsADirectoryError(f"{args.noisy}: a folder, not an image")
     noisy = to_float(read_image(args.noisy))
+    fmt = _check_output(args, np.clip(np.rint(noisy * 255.0), 0, 255).astype(np.uint8))
     try:
         return _denoise_array(args, noisy, fmt)
     except ImageError as err:
@@ -59,10 +137,8 @@ def _denoise(args: argparse.Namespace) -> int:
 def _denoise_array(args: argparse.Namespace, noisy, fmt: str) -> int:
     """Denoise the float ``[H, W, C]`` image and write it to ``args.output`` in PIL format ``fmt``."""
     import numpy as np
-    from PIL import Image
 
     from dipkit.denoise import denoise
-    from dipkit.io import atomic_path
     from dipkit.methods import get_method
 
     h, w, c = noisy.shape
@@ -95,9 +171,7 @@ def _denoise_array(args: argparse.Namespace, noisy, fmt: str) -> int:
         + (f", width {result['width']} ({result['width_source']})" if result["width"] else "")
         + f", {result['iterations']} iterations on {result['device']} in {result['seconds']:.1f} s"
     )
-    out = np.clip(np.rint(result["output"] * 255.0), 0, 255).astype(np.uint8)
-    with atomic_path(args.output) as tmp:
-        Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out).save(tmp, format=fmt)
+    _write_output(args.output, np.clip(np.rint(result["output"] * 255.0), 0, 255).astype(np.uint8), fmt)
     say(f"wrote {args.output}")
     return 0
 
@@ -112,6 +186,8 @@ def _features(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
+
+    from dipkit.denoise import denoising_methods
 
     p = argparse.ArgumentParser(
         prog="dipkit",
@@ -131,13 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sigma", type=float, default=None,
                    help="noise standard deviation on the 0-255 scale (default: estimated from the image)")
     d.add_argument("--method", default="ours",
-                   help="registered method: ours (default), dip, deep_decoder, conv_decoder, conv_decoder_ours, nas_dip")
+                   help="a DIP method: ours (default), "
+                   + ", ".join(m for m in denoising_methods() if m != "ours"))
     d.add_argument("--width", type=int, default=None,
                    help="network width, e.g. 32, 64 or 128 (default: predicted from texture)")
     d.add_argument("--iterations", type=int, default=None, help="Adam steps (default 3000, as the paper)")
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     d.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
+    d.add_argument("--force", action="store_true", help="let -o overwrite the input image itself")
     d.set_defaults(func=_denoise)
     f = sub.add_parser(
         "features",
@@ -161,13 +239,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
     if getattr(args, "width", None) is not None and args.width < 1:
         parser.error(f"--width must be >= 1, got {args.width}")
-    from dipkit.images import ImageError
-
+    if getattr(args, "sigma", None) is not None and not 0 < args.sigma < float("inf"):
+        parser.error(f"--sigma must be a finite number > 0 (the noise's standard deviation, 0-255 scale), "
+                     f"got {args.sigma}")
     try:
         return args.func(args)
-    except (ImageError, ValueError, FileNotFoundError, IsADirectoryError) as err:
+    except (ValueError, OSError) as err:  # bad input (ImageError is a ValueError), unwritable files
         print(f"dipkit: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as err:
+        if not getattr(err, "explained", False):  # out of memory: one line that says what to try
+            raise
+        print(f"dipkit: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("\ndipkit: interrupted", file=sys.stderr)
         return 130

@@ -47,8 +47,10 @@ def _noise_specs(name: str, entry: dict, paired: bool) -> tuple[NoiseSpec, ...]:
         if len(set(map(float, levels))) != len(levels):
             raise ConfigError(f"config key datasets.{name}.{kind}: levels repeat: {levels}")
         for level in levels:
-            if not float(level) > 0:
-                raise ConfigError(f"config key datasets.{name}.{kind}: levels must be > 0, got {level}")
+            if not 0 < float(level) < float("inf"):
+                raise ConfigError(
+                    f"config key datasets.{name}.{kind}: levels must be finite numbers > 0, got {level}"
+                )
             specs.append(NoiseSpec(kind, float(level)))
     if entry.get("real"):
         if not paired:
@@ -103,6 +105,14 @@ def check_image_sizes(config: dict, plans: dict[str, DatasetPlan], methods: dict
     for dname, plan in plans.items():
         if not plan.builtin:
             continue
+        for image in plan.images:
+            if min(fitted_size(dname, image, crop)) == 0:
+                w, h = fitted_size(dname, image, 1)
+                raise ConfigError(
+                    f"config key crop_multiple: {crop} is larger than {dname} image {image} ({w}x{h}), "
+                    f"which cropping to a multiple of it would leave empty; use a smaller crop_multiple "
+                    f"(the paper's is 32)"
+                )
         for mname in plan.methods:
             m = methods.get(mname)
             rule = m and size_rule(m.architecture, m.arch_options)
@@ -116,7 +126,9 @@ def check_image_sizes(config: dict, plans: dict[str, DatasetPlan], methods: dict
                         f"config key methods.{mname}: its {m.architecture} network downsamples by {multiple}, "
                         f"so image sides must be multiples of {multiple} and at least {smallest} px, but "
                         f"{dname} image {image} is {w}x{h} after cropping to multiples of {crop}; lower "
-                        f"arch_options.levels or leave the method out of datasets.{dname}.methods"
+                        f"arch_options.levels"
+                        + (f", set crop_multiple to a multiple of {multiple}" if crop % multiple else "")
+                        + f" or leave the method out of datasets.{dname}.methods"
                     )
 
 

@@ -12,6 +12,7 @@ not from the noisy pixels, whose noise would read as fine texture.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -134,6 +135,57 @@ def _pad_to(img: np.ndarray, multiple: int, smallest: int) -> tuple[np.ndarray, 
     return out, (h, w)
 
 
+def denoising_methods() -> list[str]:
+    """The registered methods :func:`denoise` runs: DIP networks fitted by :mod:`dipkit.fit`."""
+    from dipkit.methods import METHODS
+
+    return [name for name, m in METHODS.items() if m.kind == "dip"]
+
+
+def method_problem(method: str, width: int | None = None) -> tuple[str, str] | None:
+    """What is wrong with running :func:`denoise` with ``method`` (and ``width``): ``(argument,
+    message)``, e.g. ``("method", "unknown method; choose one of ours, dip, ...")``, or None."""
+    from dipkit.methods import METHODS
+
+    choices = ", ".join(denoising_methods())
+    if method not in METHODS:
+        return "method", f"unknown method; choose one of {choices}"
+    if METHODS[method].kind != "dip":
+        kind = METHODS[method].kind
+        return "method", f"a {kind} method, not a DIP network dipkit fits; choose one of {choices}"
+    if width is not None and "width" not in METHODS[method].arch_options:
+        takes = ", ".join(m for m in denoising_methods() if "width" in METHODS[m].arch_options)
+        return "width", f"method {method} has no width option (methods with one: {takes})"
+    return None
+
+
+@contextlib.contextmanager
+def _explain_out_of_memory(img: np.ndarray, method: str, width: int | None, device):
+    """Turn running out of memory on the GPU or the CPU into one
+    :class:`~dipkit.fit.FitOutOfMemoryError` line naming the image size, method, width and device,
+    and what to try."""
+    from dipkit.fit import FitOutOfMemoryError
+    from dipkit.fit.device import is_out_of_memory, out_of_memory_detail
+
+    try:
+        yield
+    except Exception as err:
+        if not (isinstance(err, FitOutOfMemoryError) or is_out_of_memory(err)):
+            raise
+        detail = getattr(err, "detail", None) or out_of_memory_detail(err)
+        tries = ["a smaller --width (32 needs the least memory)"] if width and int(width) > 32 else []
+        tries.append("a smaller image (crop or downscale it)")
+        on_gpu = device.type == "cuda"
+        tries.append("a GPU with more memory" if on_gpu else "more memory (a larger machine, or a GPU)")
+        exc = FitOutOfMemoryError(
+            f"out of memory denoising a {img.shape[1]}x{img.shape[0]} image with method {method}"
+            + (f" at width {width}" if width else "")
+            + f" on {device} ({detail}); try {', '.join(tries[:-1])} or {tries[-1]}"
+        )
+        exc.detail = detail
+        raise exc from None
+
+
 def denoise(
     noisy: np.ndarray,
     *,
@@ -161,6 +213,7 @@ def denoise(
     """
     from dipkit.benchmark import run_fit
     from dipkit.architectures import size_rule
+    from dipkit.fit import select_device
     from dipkit.methods import fit_spec, get_method
 
     img = np.asarray(noisy, np.float32)
@@ -170,34 +223,40 @@ def denoise(
         raise ImageError(
             f"image of {img.shape[1]}x{img.shape[0]} pixels is too small (at least {MIN_SIDE}x{MIN_SIDE})"
         )
+    problem = method_problem(method, width)
+    if problem:
+        raise ValueError(f"{problem[0]} {({'method': method, 'width': width})[problem[0]]!r}: {problem[1]}")
     if sigma is None:
         sigma, sigma_source = estimate_sigma(img), "estimated"
+        if not sigma > 0:
+            raise ValueError(
+                "the estimated noise level is 0 (the image looks noise-free or flat); give it with --sigma"
+            )
     else:
         sigma, sigma_source = float(sigma), "given"
-    if not sigma > 0:
-        raise ValueError(f"--sigma must be > 0, got {sigma}")
+        if not 0 < sigma < float("inf"):
+            raise ValueError(f"sigma must be a finite number > 0 on the 0-255 scale, got {sigma}")
+    dev = select_device(device)  # a bad device name fails here, before any work
     base = get_method(method)
-    if base.kind != "dip":
-        raise ValueError(f"method {method!r} is not a DIP network fitted by dipkit (kind {base.kind!r})")
     overrides: dict = {}
     width_source = None
     if "width" in base.arch_options:
         if width is None:
-            width, scores = predict_width(img, sigma, cache_dir)
+            with _explain_out_of_memory(img, method, None, dev):
+                width, scores = predict_width(img, sigma, cache_dir)
             width_source = "predicted (" + ", ".join(f"{c}: {s:.2f}" for c, s in scores.items()) + ")"
         else:
             width_source = "given"
         overrides["width"] = int(width)
-    elif width is not None:
-        raise ValueError(f"method {method!r} has no width option")
     m = get_method(method, overrides)
     noise_id = f"gaussian{max(1, round(sigma))}"
     spec = fit_spec(m, "custom", "image", noise_id, {"iterations": iterations})
     rule = size_rule(m.architecture, m.arch_options)
     multiple, smallest = rule if rule else (32, 64)
-    padded, (h, w) = _pad_to(img, multiple, smallest)
     started = time.perf_counter()
-    result, _, dev = run_fit(None, padded, spec, seed, device, progress)
+    with _explain_out_of_memory(img, method, overrides.get("width"), dev):
+        padded, (h, w) = _pad_to(img, multiple, smallest)
+        result, _, dev = run_fit(None, padded, spec, seed, str(dev), progress)
     out = result.output[0].numpy().transpose(1, 2, 0)[:h, :w]
     return {
         "output": np.ascontiguousarray(out, dtype=np.float32),

@@ -36,6 +36,16 @@ USER_AGENT = "dipkit-downloader"
 class DownloadError(RuntimeError):
     """A file could not be fetched, or its bytes do not match the manifest."""
 
+    #: the message says all there is to say: job logs show it without a traceback
+    explained = True
+
+
+#: Appended to network failures: how to run without the network.
+OFFLINE_HINT = (
+    "without network access, put a copy of the datasets in a folder laid out <folder>/<dataset>/<file> "
+    "and set mirror_dir (--config mirror_dir=<folder>), or serve one and set mirror_url"
+)
+
 
 class ChecksumError(DownloadError):
     """The sha256 of the fetched bytes differs from the manifest's."""
@@ -85,7 +95,8 @@ def fetch_file(
     Network downloads are tried ``attempts`` times with exponential back-off (``backoff``,
     ``2*backoff``, ... seconds), except for permanent HTTP errors (404 and other 4xx).
 
-    :raises DownloadError: the file could not be fetched (the message names file and URL).
+    :raises DownloadError: the file could not be fetched (the message names file and URL, and
+        for network failures other than an HTTP error status, ``mirror_dir``).
     :raises ChecksumError: the bytes do not match the manifest.
     """
     dest = Path(dest)
@@ -121,7 +132,10 @@ def fetch_file(
             time.sleep(backoff * 2 ** (attempt - 1))
     if isinstance(last, ChecksumError):
         raise last
-    raise DownloadError(f"download of {f.dataset}/{f.file} from {url} failed after {attempt} attempt(s): {last}")
+    hint = "" if isinstance(last, urllib.error.HTTPError) else f"; {OFFLINE_HINT}"
+    raise DownloadError(
+        f"download of {f.dataset}/{f.file} from {url} failed after {attempt} attempt(s): {last}{hint}"
+    )
 
 
 def download_dataset(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +27,10 @@ MANIFEST_PATH = Path(__file__).parent / "data" / "datasets.tsv"
 #: File endings accepted in a user dataset folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
-IMAGE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_+-]*"
+#: An image id, as :func:`image_id` makes them from file names: letters, digits and marks of
+#: any script, non-ASCII symbols (``☃``), ``_``, ``+`` and ``-``; it starts with neither of the
+#: last three. Ids name files and Snakemake wildcards, so they hold no space, dot or slash.
+IMAGE_ID_PATTERN = r"(?:[A-Za-z0-9]|[^\x00-\x7f\s])(?:[A-Za-z0-9_+-]|[^\x00-\x7f\s])*"
 
 
 @dataclass(frozen=True)
@@ -85,25 +89,46 @@ def builtin_datasets() -> dict[str, tuple[DatasetFile, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
+def _id_char(ch: str) -> str:
+    if ch.isascii():
+        return ch if ch.isalnum() or ch in "_+-" else "_"
+    return ch if unicodedata.category(ch)[0] in "LMNS" else "_"  # letters, marks, digits, symbols
+
+
 def image_id(stem: str) -> str:
-    """Turn a file stem into an image id: characters outside ``[A-Za-z0-9_+-]`` become ``_``."""
-    return re.sub(r"[^A-Za-z0-9_+-]", "_", stem)
+    """Turn a file stem into an image id (:data:`IMAGE_ID_PATTERN`).
+
+    The stem is put in Unicode normal form NFC (macOS writes ``ö`` as ``o`` + a combining
+    mark); letters, marks and digits of any script, non-ASCII symbols, ``_``, ``+`` and ``-``
+    stay, anything else (spaces, dots, ASCII punctuation) becomes ``_``:
+    ``my phötö ☃`` -> ``my_phötö_☃``.
+    """
+    return "".join(_id_char(ch) for ch in unicodedata.normalize("NFC", stem))
 
 
 def _scan_images(dataset: str, root: Path, key: str, channels: int, role: str) -> dict[str, DatasetFile]:
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in root.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not files:
         raise ValueError(
             f"config key {key}: folder {str(root)!r} holds no image "
-            f"(expected files ending in {', '.join(IMAGE_SUFFIXES)})"
+            f"(expected files ending in {', '.join(IMAGE_SUFFIXES)}; names starting with a dot are skipped)"
         )
     seen: dict[str, DatasetFile] = {}
     for p in files:
         iid = image_id(p.stem)
         if not re.fullmatch(IMAGE_ID_PATTERN, iid):
-            raise ValueError(f"{p}: cannot derive an image id from the file name (got {iid!r})")
+            raise ValueError(
+                f"{p}: cannot make an image id of the file name (got {iid!r}; an id starts with a "
+                f"letter, digit or symbol); rename the file"
+            )
         if iid in seen:
-            raise ValueError(f"{key}: files {seen[iid].file!r} and {p.name!r} map to the same image id {iid!r}")
+            raise ValueError(
+                f"config key {key}: files {seen[iid].file!r} and {p.name!r} map to the same image id "
+                f"{iid!r}; rename one of them"
+            )
         seen[iid] = DatasetFile(
             dataset=dataset, image=iid, role=role, file=p.name, channels=channels, path=str(p.resolve())
         )
@@ -112,6 +137,9 @@ def _scan_images(dataset: str, root: Path, key: str, channels: int, role: str) -
 
 def scan_folder(dataset: str, folder: str | Path, channels: int) -> tuple[DatasetFile, ...]:
     """List the images of a user dataset folder (non-recursive, sorted by name).
+
+    Files whose names start with a dot are skipped (hidden files, such as the ``._photo.png``
+    companions macOS writes on foreign disks).
 
     A folder with subfolders ``clean/`` and ``noisy/`` is a real-noise dataset like PolyU:
     files are paired by image id (the file name without extension), and every file needs

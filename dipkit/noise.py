@@ -31,7 +31,7 @@ def format_level(value: float) -> str:
     v = float(value)
     if v <= 0 or not np.isfinite(v):
         raise ValueError(f"noise level must be a positive finite number, got {value!r}")
-    return str(int(v)) if v.is_integer() else repr(v)
+    return str(int(v)) if v.is_integer() else np.format_float_positional(v, trim="-")  # 1e-06 -> 0.000001
 
 
 @dataclass(frozen=True)

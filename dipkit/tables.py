@@ -133,13 +133,22 @@ def table2(fits: pd.DataFrame, dataset_order: Sequence[str] = (), method_order: 
     return out[cols].reset_index(drop=True)
 
 
-TABLE2_NOTES = """
-Gaussian denoising, last iteration of every fit (no early stopping), mean over the images.
+#: Which output each score column of Tables 2, 4 and 5 scores.
+SCORE_NOTES = (
+    "`psnr`, `ssim`, `ssim_paper` score each fit's final output, as the paper's code does: after the "
+    "last step, 0.99 x the moving average of the outputs + 0.01 x one more pass net(z) without input "
+    "perturbation (no early stopping). `psnr_peak` (an oracle: it needs the clean image) is the best "
+    "PSNR of the moving average at any iteration along the way, a different image from the final "
+    "output, so it can be below `psnr` when a fit still improves at its end."
+)
+
+TABLE2_NOTES = f"""
+Gaussian denoising, mean over the images. {SCORE_NOTES}
 `psnr` in dB (data_range 1); `ssim` with data_range 1 and `ssim_paper` with data_range 2, the
-convention of the paper's code, which `paper_ssim` and `d_ssim` use; `psnr_peak` is the mean
-of each fit's best PSNR along the way; `params` the range of trainable parameters (per-image
-widths for `ours`); `seconds` the mean wall time of a fit on this run's device. `paper_*`:
-Liu et al., ICCV 2023, Table 2; `d_*` = ours - paper. Rows: `results/fits.parquet`.
+convention of the paper's code, which `paper_ssim` and `d_ssim` use; `params` the range of
+trainable parameters (per-image widths for `ours`); `seconds` the mean wall time of a fit on
+this run's device. `paper_*`: Liu et al., ICCV 2023, Table 2; `d_*` = ours - paper. Rows:
+`results/fits.parquet`.
 """
 
 
@@ -253,8 +262,9 @@ EARLY_STOPPING_DROP_DB = 0.5
 def table3(fits: pd.DataFrame, method_order=()) -> pd.DataFrame:
     """Table 3: properties of each method, measured from our own fits.
 
-    ``restoration_s_512``: mean wall time of the method's fits on 512x512 images (all images
-    when there are none of that size, see ``restoration_sizes``); ``drop_db``: mean drop from
+    ``restoration_s``: mean wall time of the method's fits on 512x512 images, the paper's size
+    (on all its images when it has none of that size); ``restoration_size``: the image sizes
+    timed (``512x512``, or e.g. ``256x256, 480x320``); ``drop_db``: mean drop from
     peak to last PSNR; ``early_stopping`` is ``yes`` when it exceeds
     :data:`EARLY_STOPPING_DROP_DB`. ``search_s``: mean measured cost of the per-image
     architecture search (ISNAS-DIP), 0 for methods without one.
@@ -270,8 +280,10 @@ def table3(fits: pd.DataFrame, method_order=()) -> pd.DataFrame:
                 "method": method,
                 "image_specific": "yes" if sources & {"labels:NoRepeat", "labels:wRepeat", "predicted", "search"} else "no",
                 "search_s": float(g.search_s.mean()),
-                "restoration_s_512": float(timed.wall_time_s.mean()),
-                "restoration_sizes": "512x512" if len(big) else "all sizes",
+                "restoration_s": float(timed.wall_time_s.mean()),
+                "restoration_size": ", ".join(
+                    f"{w}x{h}" for w, h in sorted(set(zip(timed.width_px, timed.height)))
+                ),
                 "iterations": int(g.iterations.max()),
                 "device": ", ".join(sorted(set(g.device))),
                 "drop_db": drop,
@@ -288,18 +300,19 @@ def table3(fits: pd.DataFrame, method_order=()) -> pd.DataFrame:
 PAPER_TABLE_NOTES = {
     "table3": (
         "Table 3: properties of each method",
-        "Measured from this run's fits: mean wall time per fit (512x512 images when there are any), on "
+        "Measured from this run's fits: `restoration_s` is the mean wall time per fit of the images of "
+        "`restoration_size` (512x512 when the method was fitted on any, else all its images), on "
         "the device named; `drop_db` is the mean drop from peak to last PSNR, and `early_stopping` is `yes` "
         f"above {EARLY_STOPPING_DROP_DB} dB. `paper_*`: the paper's Table 3 (512x512, 3000 iterations).",
     ),
     "table4": (
         "Table 4: Poisson noise",
-        "Last-iteration PSNR/SSIM, mean over images; `ssim_paper` (data_range 2) is compared with the paper's "
+        f"Mean over images. {SCORE_NOTES} `ssim_paper` (data_range 2) is compared with the paper's "
         "Table 4 (`d_ssim`). Rows: `results/fits.parquet`.",
     ),
     "table5": (
         "Table 5: real noise (PolyU)",
-        "Last-iteration PSNR/SSIM, mean over the image pairs; `ssim_paper` (data_range 2) is compared with the "
+        f"Mean over the image pairs. {SCORE_NOTES} `ssim_paper` (data_range 2) is compared with the "
         "paper's Table 5. Rows: `results/fits.parquet`.",
     ),
     "table6": (

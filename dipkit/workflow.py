@@ -29,6 +29,8 @@ def script_context(smk):
 
     The full traceback goes to the log; the terminal running Snakemake gets
     ``dipkit: <rule> failed: <message>`` so the cause is visible without opening the log.
+    Errors whose class sets ``explained = True`` (bad input, failed downloads: the message
+    names the file and what to do) are logged as ``<type>: <message>``, without a traceback.
     """
     terminal = sys.stderr
     log_path = smk.log[0] if len(smk.log) else None
@@ -42,7 +44,10 @@ def script_context(smk):
     try:
         yield logging.getLogger(f"dipkit.{smk.rule}")
     except Exception as err:
-        traceback.print_exc(file=fh)
+        if getattr(err, "explained", False):
+            print(f"{type(err).__name__}: {err}", file=fh)
+        else:
+            traceback.print_exc(file=fh)
         print(f"dipkit: rule {smk.rule} ({dict(smk.wildcards)}) failed: {err}", file=terminal, flush=True)
         raise SystemExit(1) from None
     finally:

@@ -119,3 +119,22 @@ def run_tiny(work: Path, config: dict, mirror: Path) -> Path:
     cfg.write_text(yaml.safe_dump({**config, "mirror_dir": str(mirror)}, sort_keys=False))
     run_snakemake(work, "--configfile", str(cfg), "--cores", "2", "--resources", "gpu=2")
     return cfg
+
+
+def write_png16(path: Path, arr: np.ndarray) -> Path:
+    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour): ``arr`` ``[H, W, C]``
+    uint16 with C = 2 (gray + alpha) or 3 (RGB)."""
+    import struct
+    import zlib
+
+    h, w, c = arr.shape
+    color_type = {2: 4, 3: 2}[c]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr)
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+    return path

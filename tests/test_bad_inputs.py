@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import REPO, run_snakemake, synthetic_image, write_png16
 
-from conftest import REPO, run_snakemake, synthetic_image
 from dipkit.benchmark import save_png
 
 SET9 = {"Set9": {"images": ["image_House256rgb"], "gaussian": [25]}}
@@ -60,6 +60,11 @@ CONFIG_CASES = {
                               ["config key datasets.Set9.methods: ['bm3d'] not among the configured methods"]),
     "custom-folder-missing": ({"datasets": {"mine": {"path": "/nonexistent/photos", "gaussian": [25]}}},
                               ["config key datasets.mine.path: folder '/nonexistent/photos' does not exist"]),
+    "sigma-infinite": ({"datasets": {"Set9": {"images": ["image_House256rgb"], "gaussian": [float("inf")]}}},
+                       ["config key datasets.Set9.gaussian: levels must be finite numbers > 0, got inf"]),
+    "crop-larger-than-images": ({"crop_multiple": 1024, "datasets": SET9, "methods": {"ours": {}}},
+                                ["config key crop_multiple: 1024 is larger than Set9 image image_House256rgb "
+                                 "(256x256)", "use a smaller crop_multiple"]),
 }
 
 
@@ -96,6 +101,15 @@ def test_bad_config_fails_before_any_job(case, config_runs):
     assert not (work / "results").exists()
 
 
+def test_tiny_sigma_gets_a_noise_id(tmp_path):
+    """sigma 0.000001 is a valid (if useless) level: its noise id is written without an exponent."""
+    house = {"images": ["image_House256rgb"], "gaussian": [0.000001]}
+    cfg = _write_config(tmp_path, {"datasets": {"Set9": house}, "methods": {"bm3d": {}}})
+    proc = run_snakemake(tmp_path, "--configfile", str(cfg), "-n", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "results/noisy/Set9/gaussian0.000001.npz" in proc.stdout
+
+
 def test_empty_custom_folder_fails_before_any_job(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "notes.txt").write_text("no images here")
@@ -129,10 +143,12 @@ def _leftovers(results: Path) -> list[Path]:
 
 def _bad_folder(root: Path, case: str) -> tuple[Path, Path, int]:
     """A user folder with one good image and one bad file; (folder, bad file, channels)."""
+    from PIL import Image
+
     folder = root / case
     folder.mkdir()
     save_png(folder / "good.png", synthetic_image(64, 64, 3, seed=0))
-    bad = folder / "bad.png"
+    bad = folder / ("bad.tif" if case.endswith("tiff") else "bad.png")
     channels = 3
     if case == "truncated-image":
         save_png(bad, synthetic_image(64, 64, 3, seed=1))
@@ -148,6 +164,17 @@ def _bad_folder(root: Path, case: str) -> tuple[Path, Path, int]:
         channels = 1
     elif case == "image-smaller-than-crop":
         save_png(bad, synthetic_image(20, 24, 3, seed=1))
+    elif case == "multi-page-tiff":
+        pages = [(synthetic_image(64, 64, 3, seed=s) * 255).astype("uint8") for s in (1, 2, 3)]
+        first, *more = (Image.fromarray(p) for p in pages)
+        first.save(bad, save_all=True, append_images=more)
+    elif case == "32-bit-integer-tiff":  # values above 65535 (read through uint16 they would wrap)
+        Image.fromarray((synthetic_image(64, 64, 1, seed=1)[..., 0] * 100000).astype("int32")).save(bad)
+        (folder / "good.png").unlink()
+        save_png(folder / "good.png", synthetic_image(64, 64, 1, seed=0))
+        channels = 1
+    elif case == "16-bit-colour":
+        write_png16(bad, (synthetic_image(64, 64, 3, seed=1) * 65535).astype("uint16"))
     return folder, bad, channels
 
 
@@ -157,6 +184,9 @@ DATA_CASES = {
     "grayscale-in-rgb-set": "image is grayscale but its dataset is RGB",
     "rgb-in-grayscale-set": "image is RGB but its dataset is grayscale",
     "image-smaller-than-crop": "image of 24x20 pixels is smaller than the crop multiple 32",
+    "multi-page-tiff": "the file holds 3 frames (an animation or a multi-page file); save the one you want",
+    "32-bit-integer-tiff": "a 32-bit integer image (mode I), whose value range is unknown; save it as 8-",
+    "16-bit-colour": "a 16-bit image of mode RGB, which Pillow reads at 8 bits only; save it as 8-bit RGB",
 }
 
 
@@ -207,6 +237,65 @@ def test_image_too_small_for_the_network_names_method_and_size(tmp_path):
     assert _leftovers(work / "results") == []
 
 
+def test_dot_files_are_skipped_and_names_keep_their_letters(tmp_path):
+    """A macOS ``._`` file beside the photos is skipped; non-ASCII names keep their letters in
+    the image ids, the result files and the rows."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    save_png(folder / "my phötö ☃.png", synthetic_image(64, 64, 3, seed=0))
+    save_png(folder / "☃.png", synthetic_image(64, 64, 3, seed=1))
+    (folder / "._my phötö ☃.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    work = tmp_path / "work"
+    cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}},
+                               "methods": {"ours": {"width": 8, "iterations": 2}}})
+    proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "2", check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    fits = pd.read_parquet(work / "results/fits.parquet")
+    assert sorted(fits.image) == sorted(["my_phötö_☃", "☃"])
+    for image in fits.image:
+        assert (work / f"results/fits/mine/gaussian25/ours/{image}.png").is_file()
+    assert "| mine |" in (work / "results/tables/table2.md").read_text(encoding="utf-8")
+    assert (work / "results/figures/gallery_mine_gaussian25.png").is_file()
+
+
+def test_image_id_collision_is_refused_before_any_job(tmp_path):
+    """Two files whose names give one image id (here one name in Unicode's composed and
+    decomposed forms, as two systems may write it) stop the run before any job, naming both."""
+    import unicodedata
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    composed, decomposed = (unicodedata.normalize(form, "phötö") for form in ("NFC", "NFD"))
+    save_png(folder / f"{composed}.png", synthetic_image(64, 64, 3, seed=0))
+    save_png(folder / f"{decomposed}.jpg", synthetic_image(64, 64, 3, seed=1))
+    work = tmp_path / "work"
+    cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}}})
+    proc = run_snakemake(work, "--configfile", str(cfg), "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config key datasets.mine.path: files" in out
+    assert "map to the same image id 'phötö'; rename one" in out
+    assert not (work / "results").exists()
+
+
+def test_offline_download_names_mirror_dir(tmp_path):
+    """No network (nothing answers at the configured address): one line that says how to run
+    offline, and no traceback, neither on the terminal nor in the log Snakemake prints."""
+    work = tmp_path / "work"
+    cfg = _write_config(work, {"datasets": SET9, "methods": {"bm3d": {}}, "mirror_url": "http://127.0.0.1:9",
+                               "download": {"attempts": 1, "backoff": 0, "timeout": 5}})
+    proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(r"dipkit: rule download_dataset \(\{'dataset': 'Set9'\}\) failed: download of "
+                     r"Set9/image_House256rgb.png from http://127.0.0.1:9/\S+ failed after 1 attempt\(s\): .*"
+                     r"without network access, put a copy of the datasets in a folder laid out "
+                     r"<folder>/<dataset>/<file> and set mirror_dir \(--config mirror_dir=<folder>\)",
+                     out), out
+    assert "Traceback" not in out
+    assert not (work / "results/downloads/Set9").exists()
+
+
 def test_http_timeout_is_named(tmp_path):
     """A server that accepts the connection and never answers: the download times out."""
     import socket
@@ -254,6 +343,20 @@ def test_cuda_out_of_memory_names_method_and_image_size():
     msg = str(err.value)
     assert msg.startswith(f"CUDA out of memory fitting {what} on cuda:0: CUDA out of memory. Tried to allocate 2.00 GiB.")
     assert "fit.fits_per_gpu" in msg and "fit.batch" in msg and "more detail" not in msg
+
+
+def test_cpu_out_of_memory_names_method_and_image_size():
+    """The CPU allocator really failing (400 TB asked for) inside the fit's guard."""
+    from dipkit.fit import FitOutOfMemoryError
+    from dipkit.fit.device import explain_out_of_memory
+
+    what = "method ours (hourglass, 921,475 parameters) on a 6000x6000 image"
+    with pytest.raises(FitOutOfMemoryError) as err, explain_out_of_memory(what, "cpu"):
+        torch.empty(10**14)
+    msg = str(err.value)
+    assert msg.startswith(f"out of memory fitting {what} on cpu: DefaultCPUAllocator: can't allocate"), msg
+    assert msg.endswith("Run fewer jobs at once (--cores), crop the image, or use a machine with more memory")
+    assert "\n" not in msg
 
 
 def test_stale_partial_files_are_removed_on_the_next_write(tmp_path):
@@ -338,7 +441,10 @@ def test_readme_table_lists_every_case():
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| what")]
     assert len(rows) >= 20
     ids = set(re.findall(r"`([a-z0-9-]+)`", section))
-    assert set(CONFIG_CASES) | set(DATA_CASES) <= ids, sorted((set(CONFIG_CASES) | set(DATA_CASES)) - ids)
+    from test_cli import CLI_CASES
+
+    cases = set(CONFIG_CASES) | set(DATA_CASES) | set(CLI_CASES)
+    assert cases <= ids, sorted(cases - ids)
     sources = "".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
     for name in set(re.findall(r"\b(test_[a-z0-9_]+)\b(?!\.py)", section)):
         assert f"def {name}(" in sources, name

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import write_png16
 from PIL import Image
 
 from dipkit.images import ImageError, center_crop, prepare_dataset, read_image, to_float
@@ -81,3 +82,134 @@ def test_prepare_pairs_stay_aligned(tmp_path):
     with pytest.raises(ImageError, match="image 'c': the clean half of the pair is missing"):
         prepare_dataset(unpaired, tmp_path, tmp_path / "bad.npz")
     assert not (tmp_path / "bad.npz").exists()
+
+
+# --------------------------------------------------------------------------- every Pillow mode
+
+
+RNG = np.random.default_rng(3)
+GRAY8 = RNG.integers(0, 256, (6, 7), dtype=np.uint8)
+RGB8 = RNG.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+GRAY16 = RNG.integers(0, 65536, (6, 7), dtype=np.uint16)
+
+
+def _write(tmp_path, case):
+    """``(file, expected array [H, W, C])`` for a case that is read."""
+    if case == "L":
+        return _png(tmp_path / "a.png", GRAY8), GRAY8[..., None]
+    if case == "1":
+        bits = GRAY8 > 127
+        Image.fromarray(bits).save(tmp_path / "a.png")
+        return tmp_path / "a.png", (bits * 255).astype(np.uint8)[..., None]
+    if case in ("I;16", "I;16B"):
+        path = tmp_path / "a.tif"
+        Image.frombytes(case, (7, 6), GRAY16.astype("<u2" if case == "I;16" else ">u2").tobytes()).save(path)
+        return path, GRAY16[..., None]
+    if case == "I;16 png":
+        return _png(tmp_path / "a.png", GRAY16), GRAY16[..., None]
+    if case == "I pgm":  # 16-bit PGM, opened by Pillow in mode I
+        path = tmp_path / "a.pgm"
+        path.write_bytes(b"P5\n7 6\n65535\n" + GRAY16.astype(">u2").tobytes())
+        return path, GRAY16[..., None]
+    if case == "F":
+        values = (GRAY16 / 65535.0).astype(np.float32)
+        Image.fromarray(values, mode="F").save(tmp_path / "a.tif")
+        return tmp_path / "a.tif", values[..., None]
+    if case == "RGB":
+        return _png(tmp_path / "a.png", RGB8), RGB8
+    if case in ("RGBA", "LA"):
+        base = RGB8 if case == "RGBA" else GRAY8[..., None]
+        arr = np.concatenate([base, np.full(base.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        Image.fromarray(arr, mode=case).save(tmp_path / "a.png")
+        return tmp_path / "a.png", base
+    if case == "RGBX":
+        Image.fromarray(RGB8).convert("RGBX").save(tmp_path / "a.tif")
+        return tmp_path / "a.tif", RGB8
+    if case == "YCbCr":
+        im = Image.fromarray(RGB8).convert("YCbCr")
+        im.save(tmp_path / "a.tif")
+        return tmp_path / "a.tif", np.asarray(im.convert("RGB"))
+    if case in ("P", "P gray"):
+        src = Image.fromarray(GRAY8).convert("RGB") if case == "P gray" else Image.fromarray(RGB8)
+        im = src.quantize(64)
+        im.save(tmp_path / "a.png")
+        rgb = np.asarray(im.convert("RGB"))
+        return tmp_path / "a.png", rgb[..., :1] if case == "P gray" else rgb
+    if case == "MPO":  # a camera JPEG with a preview frame: its first frame is the picture
+        first, preview = Image.fromarray(RGB8), Image.fromarray(RGB8[:3, :3])
+        first.save(tmp_path / "a.mpo", format="MPO", save_all=True, append_images=[preview], quality=95)
+        with Image.open(tmp_path / "a.mpo") as im:
+            return tmp_path / "a.mpo", np.asarray(im.convert("RGB"))
+    raise AssertionError(case)
+
+
+READ_CASES = ["L", "1", "I;16", "I;16B", "I;16 png", "I pgm", "F", "RGB", "RGBA", "LA", "RGBX", "YCbCr", "P",
+              "P gray", "MPO"]
+
+
+@pytest.mark.parametrize("case", READ_CASES)
+def test_every_readable_mode_keeps_its_true_depth(tmp_path, case):
+    path, expected = _write(tmp_path, case)
+    got = read_image(path)
+    assert got.dtype == expected.dtype and got.shape == expected.shape, (got.dtype, got.shape)
+    np.testing.assert_array_equal(got, expected)
+    if got.dtype == np.uint16:
+        assert to_float(got).max() == pytest.approx(GRAY16.max() / 65535.0)
+    if case == "P gray":  # in an RGB dataset, a palette of grays is an RGB image
+        np.testing.assert_array_equal(read_image(path, 3), np.repeat(expected, 3, axis=2))
+
+
+def _refused(tmp_path, case):
+    """A file of a refused kind."""
+    if case == "I 32-bit":
+        Image.fromarray(np.full((6, 7), 70000, np.int32)).save(tmp_path / "a.tif")  # would wrap mod 65536
+        return tmp_path / "a.tif"
+    if case == "RGB 16-bit":
+        return write_png16(tmp_path / "a.png", RNG.integers(0, 65536, (6, 7, 3), dtype=np.uint16))
+    if case == "LA 16-bit":
+        return write_png16(tmp_path / "a.png", np.full((6, 7, 2), 65535, np.uint16))
+    if case == "PPM 16-bit":
+        (tmp_path / "a.ppm").write_bytes(b"P6\n7 6\n65535\n" + np.full((6, 7, 3), 1000, ">u2").tobytes())
+        return tmp_path / "a.ppm"
+    if case in ("CMYK", "LAB"):
+        Image.fromarray(RGB8).convert(case).save(tmp_path / "a.tif")
+        return tmp_path / "a.tif"
+    if case == "transparent":
+        arr = np.concatenate([RGB8, np.full((6, 7, 1), 200, np.uint8)], axis=2)
+        Image.fromarray(arr, mode="RGBA").save(tmp_path / "a.png")
+        return tmp_path / "a.png"
+    if case == "animated GIF":
+        frames = [Image.fromarray(RGB8), Image.fromarray(255 - RGB8)]
+        frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+        return tmp_path / "a.gif"
+    if case == "multi-page TIFF":
+        frames = [Image.fromarray(GRAY8)] * 3
+        frames[0].save(tmp_path / "a.tif", save_all=True, append_images=frames[1:])
+        return tmp_path / "a.tif"
+    if case == "float outside [0, 1]":
+        Image.fromarray(np.full((6, 7), 2.0, np.float32), mode="F").save(tmp_path / "a.tif")
+        return tmp_path / "a.tif"
+    if case == "float NaN":
+        Image.fromarray(np.full((6, 7), np.nan, np.float32), mode="F").save(tmp_path / "a.tif")
+        return tmp_path / "a.tif"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("I 32-bit", "a 32-bit integer image (mode I), whose value range is unknown; save it as 8- or 16-bit"),
+    ("RGB 16-bit", "a 16-bit image of mode RGB, which Pillow reads at 8 bits only; save it as 8-bit RGB"),
+    ("LA 16-bit", "a 16-bit image of mode RGBA, which Pillow reads at 8 bits only"),
+    ("PPM 16-bit", "a 16-bit image of mode RGB, which Pillow reads at 8 bits only"),
+    ("CMYK", "a CMYK (print) image; convert it to RGB with its colour profile"),
+    ("LAB", "a CIELAB image; save it as RGB"),
+    ("transparent", "image has transparency (mode RGBA); save it without alpha"),
+    ("animated GIF", "the file holds 2 frames (an animation or a multi-page file)"),
+    ("multi-page TIFF", "the file holds 3 frames (an animation or a multi-page file)"),
+    ("float outside [0, 1]", "a 32-bit float image needs finite values in [0, 1], got 2..2"),
+    ("float NaN", "a 32-bit float image needs finite values in [0, 1], got NaN or infinity"),
+])
+def test_other_modes_are_refused_by_name(tmp_path, case, message):
+    path = _refused(tmp_path, case)
+    with pytest.raises(ImageError) as err:
+        read_image(path)
+    assert str(err.value).startswith(f"{path}: {message}"), str(err.value)

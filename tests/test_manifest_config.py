@@ -42,7 +42,8 @@ def test_plan_defaults_and_subsets():
         ({"Set9": {}}, "datasets.Set9: no noise given"),
         ({"Set9": {"real": True}}, "datasets.Set9.real: dataset 'Set9' has no real noisy images"),
         ({"Set9": {"gaussian": [25, 25.0]}}, "datasets.Set9.gaussian: levels repeat"),
-        ({"Set9": {"gaussian": [-5]}}, "datasets.Set9.gaussian: levels must be > 0"),
+        ({"Set9": {"gaussian": [-5]}}, "datasets.Set9.gaussian: levels must be finite numbers > 0, got -5"),
+        ({"Set9": {"poisson": [float("inf")]}}, "datasets.Set9.poisson: levels must be finite numbers > 0"),
         ({"Set9": {"images": ["nope"], "gaussian": [25]}}, "datasets.Set9.images: unknown image ids \\['nope'\\]"),
         ({"Set9": {"channels": 1, "gaussian": [25]}}, "datasets.Set9.channels: only user datasets"),
         ({"Set9": {"path": "/tmp", "gaussian": [25]}}, "datasets.Set9.path: 'Set9' is a built-in dataset"),
@@ -65,8 +66,36 @@ def test_user_folder(tmp_path):
     assert [f.image for f in files] == ["a", "b_photo"]
     assert all(f.path and f.role == "clean" for f in files)
     (tmp_path / "b_photo.png").write_bytes(b"")
-    with pytest.raises(ValueError, match="map to the same image id 'b_photo'"):
+    with pytest.raises(ValueError, match="map to the same image id 'b_photo'; rename one of them"):
         scan_folder("mine", tmp_path, 3)
+
+
+def test_user_folder_skips_dot_files_and_keeps_letters(tmp_path):
+    import re
+    import unicodedata
+
+    from dipkit.manifest import IMAGE_ID_PATTERN
+
+    for name in ("my phötö ☃.png", "☃.png", "東京 2024.JPG", "हिन्दी.tif", "._my phötö ☃.png", ".hidden.png"):
+        (tmp_path / name).write_bytes(b"")
+    files = scan_folder("mine", tmp_path, 3)
+    assert sorted(f.image for f in files) == sorted(["my_phötö_☃", "☃", "東京_2024", "हिन्दी"])
+    assert all(re.fullmatch(IMAGE_ID_PATTERN, f.image) for f in files)
+    assert not any(f.file.startswith(".") for f in files)
+    # the same name in Unicode's decomposed form (as macOS writes it) is the same image
+    (tmp_path / unicodedata.normalize("NFD", "my phötö ☃.jpg")).write_bytes(b"")
+    with pytest.raises(ValueError, match="map to the same image id 'my_phötö_☃'"):
+        scan_folder("mine", tmp_path, 3)
+    only_hidden = tmp_path / "hidden"
+    only_hidden.mkdir()
+    (only_hidden / "._a.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="holds no image .*names starting with a dot are skipped"):
+        scan_folder("mine", only_hidden, 3)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "(1).png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"\(1\).png: cannot make an image id of the file name \(got '_1_'"):
+        scan_folder("mine", odd, 3)
 
 
 def _spec(method, width=32, kind="dip", width_source="labels:NoRepeat"):

@@ -10,7 +10,14 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["describe_device", "explain_out_of_memory", "select_device", "tune_host_allocator"]
+__all__ = [
+    "describe_device",
+    "explain_out_of_memory",
+    "is_out_of_memory",
+    "out_of_memory_detail",
+    "select_device",
+    "tune_host_allocator",
+]
 
 _CUDA_RE = re.compile(r"^cuda(?::(\d+))?$")
 
@@ -133,20 +140,50 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
     return int(rss) * scale, "process_peak_rss"
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocator running out of memory: CUDA's, PyTorch's CPU allocator
+    (``RuntimeError: ... DefaultCPUAllocator: can't allocate memory``) or Python's ``MemoryError``."""
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+
+
+def out_of_memory_detail(err: BaseException) -> str:
+    """The allocator's own words, on one line: ``CUDA out of memory. Tried to allocate 2.00 GiB``,
+    ``DefaultCPUAllocator: can't allocate memory: you tried to allocate 4294967296 bytes. ...``."""
+    text = str(err).strip()
+    if "DefaultCPUAllocator" in text:
+        text = text[text.index("DefaultCPUAllocator") :]
+    first = text.splitlines()[0].strip() if text else ""
+    return first.rstrip(".") or "out of memory"
+
+
 @contextlib.contextmanager
 def explain_out_of_memory(what: str, device: torch.device | str) -> Iterator[None]:
-    """Turn ``torch.cuda.OutOfMemoryError`` into a :class:`~dipkit.fit.settings.FitOutOfMemoryError`
-    that says what was being fitted (``what``: method and image size) and what to do."""
+    """Turn an out-of-memory error of the GPU or the CPU (:func:`is_out_of_memory`) into a
+    :class:`~dipkit.fit.settings.FitOutOfMemoryError` that says what was being fitted (``what``:
+    method and image size) and what to do; its ``detail`` is the allocator's message."""
     from dipkit.fit.settings import FitOutOfMemoryError
 
     try:
         yield
-    except torch.cuda.OutOfMemoryError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
-        raise FitOutOfMemoryError(
-            f"CUDA out of memory fitting {what} on {device}: {first}. Run fewer fits on this GPU "
-            f"(config fit.fits_per_gpu, --resources gpu=; fit.batch), crop the image, or use a larger GPU"
-        ) from None
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        detail = out_of_memory_detail(err)
+        if isinstance(err, torch.cuda.OutOfMemoryError):
+            message = (
+                f"CUDA out of memory fitting {what} on {device}: {detail}. Run fewer fits on this GPU "
+                f"(config fit.fits_per_gpu, --resources gpu=; fit.batch), crop the image, or use a larger GPU"
+            )
+        else:
+            message = (
+                f"out of memory fitting {what} on {device}: {detail}. Run fewer jobs at once (--cores), "
+                f"crop the image, or use a machine with more memory"
+            )
+        exc = FitOutOfMemoryError(message)
+        exc.detail = detail
+        raise exc from None
 
 
 @contextlib.contextmanager

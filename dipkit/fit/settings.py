@@ -49,7 +49,14 @@ class FitDivergedError(RuntimeError):
 
 
 class FitOutOfMemoryError(RuntimeError):
-    """The device ran out of memory during a fit; the message names the method and image size."""
+    """The device ran out of memory during a fit; the message names the method and image size.
+
+    :ivar str detail: the allocator's own message (set by the code that raises it).
+    """
+
+    #: the message says all there is to say: job logs show it without a traceback
+    explained = True
+    detail = ""
 
 
 @dataclass(frozen=True)
