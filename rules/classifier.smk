@@ -8,8 +8,13 @@ rule texture_features:
         "results/features/{dataset}.parquet",
     log:
         "results/logs/texture_features/{dataset}.log",
+    benchmark:
+        "results/benchmarks/texture_features/{dataset}.tsv",
     conda:
         "../envs/dipkit.yaml"
+    resources:
+        mem_mb=fixed_mem_mb(3000),
+        runtime=fixed_runtime(30),
     params:
         files=feature_files_of,
         crop_multiple=config["crop_multiple"],
@@ -31,8 +36,13 @@ rule classifier:
         width_files=predicted_width_files(),
     log:
         "results/logs/classifier.log",
+    benchmark:
+        "results/benchmarks/classifier.tsv",
     conda:
         "../envs/dipkit.yaml"
+    resources:
+        mem_mb=fixed_mem_mb(4000),
+        runtime=fixed_runtime(60),
     params:
         labels=CLASSIFIER["labels"],
         datasets=CLASSIFIER["datasets"],
@@ -60,6 +70,8 @@ rule relabel:
         md="results/tables/label_agreement.md",
     log:
         "results/logs/relabel.log",
+    benchmark:
+        "results/benchmarks/relabel.tsv",
     localrule: True
     conda:
         "../envs/dipkit.yaml"

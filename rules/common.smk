@@ -1,8 +1,10 @@
 # Helpers shared by all stages -- config validation, the dataset plan, wildcard
 # constraints and input/param functions. No rules here.
 
+import functools
 import re
 import sys
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -23,6 +25,15 @@ from dipkit.config import (
     relabel_methods,
 )
 from dipkit.experiments import arm_spec, split_image
+from dipkit.job_resources import (
+    count_gpus,
+    fit_cost,
+    fits_on_gpu,
+    gpu_slots,
+    image_size,
+    scaled,
+    search_cost,
+)
 from dipkit.manifest import IMAGE_ID_PATTERN, builtin_datasets
 from dipkit.methods import fit_spec
 from dipkit.noise import NOISE_ID_PATTERN, NoiseSpec
@@ -268,6 +279,100 @@ def batch_of_fit(wildcards):
     if key not in BATCH_OF:
         raise WorkflowError(f"no fit batch plans {'/'.join(key)}")
     return BATCH_OF[key].path
+
+
+# --- resources: GPU slots, threads, memory, run time (dipkit.job_resources) ------------
+
+FIT_DEVICE = config["fit"]["device"]
+# a cluster executor (the submit host need not have the compute nodes' GPUs), or a job of one
+CLUSTER = not workflow.local_exec or workflow.remote_exec
+# GPUs of this host, looked for only where they decide something: `auto` fits of a local run
+# (how many slots) or of a cluster job (how many GPUs its allocation has)
+N_GPUS = count_gpus() if FIT_DEVICE == "auto" and (workflow.local_exec or workflow.remote_exec) else 0
+ON_GPU = fits_on_gpu(FIT_DEVICE, N_GPUS, CLUSTER)
+FIT_THREADS = 1 if ON_GPU else config["fit"]["cpu_threads"]
+FITS_PER_GPU = config["fit"]["fits_per_gpu"]
+if ON_GPU and workflow.local_exec and "gpu" not in workflow.global_resources:
+    # the GPU slot count follows fit.fits_per_gpu; --resources gpu=N (or a profile) overrides
+    workflow.global_resources["gpu"] = gpu_slots(FIT_DEVICE, N_GPUS, FITS_PER_GPU)
+
+
+def _fit_gpu(wildcards):
+    """One GPU slot for a fit planned on a GPU; none for a classical method (CPU only)."""
+    return 0 if METHODS[wildcards.method].kind == "classical" else 1
+
+
+# fit jobs' gpu resource: a function only when some fits take a slot
+FIT_GPU = _fit_gpu if ON_GPU else 0
+JOB_GPU = int(ON_GPU)  # the other GPU rules (fit_batch, ISNAS, experiments)
+
+
+@functools.lru_cache(maxsize=None)
+def _image_size(dataset, image):
+    """(width, height) of an image as fitted; None when unknown."""
+    if dataset in BUILTIN_FILES:
+        return fitted_size(dataset, image, int(config["crop_multiple"]))
+    if dataset in DATASETS:
+        path = next(f.path for f in DATASETS[dataset].files if f.image == image)
+        return image_size(path, int(config["crop_multiple"]))
+    return None
+
+
+def _cropped(size, spec):
+    crop = spec.get("crop")
+    return size if not (crop and size) else (min(size[0], crop), min(size[1], crop))
+
+
+@functools.lru_cache(maxsize=None)
+def _request(rule, items):
+    """(mem_mb, runtime_min) of the first attempt of a compute job, by rule and wildcards."""
+    key = SimpleNamespace(**dict(items))
+    if rule == "fit_batch":
+        specs = batch_specs_of(key)
+        size = max((_image_size(key.dataset, i) or (1000, 1000) for i in batch_images_of(key)), key=lambda s: s[0] * s[1])
+        return fit_cost(specs[0], size, on_gpu=ON_GPU, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU, batch=len(specs))
+    spec = experiment_spec_of(key) if rule == "experiment_fit" else fit_spec_of(key)
+    size = _cropped(_image_size(key.dataset, key.image), spec)
+    on_gpu = ON_GPU and spec["kind"] != "classical"
+    if rule == "isnas_search":
+        return search_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS)
+    return fit_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU)
+
+
+def mem_mb_of(rule):
+    """The rule's mem_mb resource: estimated per job, times the attempt."""
+
+    def mem_mb(wildcards, attempt):
+        return scaled(_request(rule, tuple(wildcards.items()))[0], attempt)
+
+    return mem_mb
+
+
+def runtime_of(rule):
+    """The rule's runtime resource (minutes): estimated per job, times the attempt."""
+
+    def runtime(wildcards, attempt):
+        return scaled(_request(rule, tuple(wildcards.items()))[1], attempt)
+
+    return runtime
+
+
+def fixed_mem_mb(mb):
+    """A cheap job's mem_mb: ``mb``, times the attempt."""
+
+    def mem_mb(wildcards, attempt):
+        return scaled(mb, attempt)
+
+    return mem_mb
+
+
+def fixed_runtime(minutes):
+    """A cheap job's runtime (minutes), times the attempt."""
+
+    def runtime(wildcards, attempt):
+        return scaled(minutes, attempt)
+
+    return runtime
 
 
 def fit_rows(kind="parquet", methods=None):

@@ -12,13 +12,17 @@ rule fit:
         image="results/fits/{dataset}/{noise}/{method}/{image}.png",
     log:
         "results/logs/fit/{dataset}/{noise}/{method}/{image}.log",
+    benchmark:
+        "results/benchmarks/fit/{dataset}/{noise}/{method}/{image}.tsv",
     wildcard_constraints:
         method=_alternatives([m for m in FITTED if m not in BATCHED]),
     conda:
         "../envs/dipkit.yaml"
-    threads: 1
+    threads: FIT_THREADS
     resources:
-        gpu=1,
+        gpu=FIT_GPU,
+        mem_mb=mem_mb_of("fit"),
+        runtime=runtime_of("fit"),
     params:
         spec=fit_spec_of,
         seed=config["seed"],
@@ -35,14 +39,18 @@ rule fit_batch:
         directory("results/fit_batches/{dataset}/{noise}/{method}/batch{batch}"),
     log:
         "results/logs/fit_batch/{dataset}/{noise}/{method}/batch{batch}.log",
+    benchmark:
+        "results/benchmarks/fit_batch/{dataset}/{noise}/{method}/batch{batch}.tsv",
     wildcard_constraints:
         method=_alternatives(BATCHED),
         batch=r"[1-9][0-9]*",
     conda:
         "../envs/dipkit.yaml"
-    threads: 1
+    threads: FIT_THREADS
     resources:
-        gpu=1,
+        gpu=JOB_GPU,
+        mem_mb=mem_mb_of("fit_batch"),
+        runtime=runtime_of("fit_batch"),
     params:
         images=batch_images_of,
         specs=batch_specs_of,
@@ -61,6 +69,8 @@ rule fit_from_batch:
         image="results/fits/{dataset}/{noise}/{method}/{image}.png",
     log:
         "results/logs/fit_from_batch/{dataset}/{noise}/{method}/{image}.log",
+    benchmark:
+        "results/benchmarks/fit_from_batch/{dataset}/{noise}/{method}/{image}.tsv",
     wildcard_constraints:
         method=_alternatives(BATCHED),
     localrule: True
@@ -77,13 +87,17 @@ rule isnas_search:
         "results/isnas/{dataset}/{noise}/{method}/{image}.json",
     log:
         "results/logs/isnas_search/{dataset}/{noise}/{method}/{image}.log",
+    benchmark:
+        "results/benchmarks/isnas_search/{dataset}/{noise}/{method}/{image}.tsv",
     wildcard_constraints:
         method=_alternatives(SEARCHED),
     conda:
         "../envs/dipkit.yaml"
-    threads: 1
+    threads: FIT_THREADS
     resources:
-        gpu=1,
+        gpu=JOB_GPU,
+        mem_mb=mem_mb_of("isnas_search"),
+        runtime=runtime_of("isnas_search"),
     params:
         spec=fit_spec_of,
         seed=config["seed"],
@@ -103,13 +117,17 @@ rule isnas_fit:
         image="results/fits/{dataset}/{noise}/{method}/{image}.png",
     log:
         "results/logs/isnas_fit/{dataset}/{noise}/{method}/{image}.log",
+    benchmark:
+        "results/benchmarks/isnas_fit/{dataset}/{noise}/{method}/{image}.tsv",
     wildcard_constraints:
         method=_alternatives(SEARCHED),
     conda:
         "../envs/dipkit.yaml"
-    threads: 1
+    threads: FIT_THREADS
     resources:
-        gpu=1,
+        gpu=JOB_GPU,
+        mem_mb=mem_mb_of("isnas_fit"),
+        runtime=runtime_of("isnas_fit"),
     params:
         spec=fit_spec_of,
         seed=config["seed"],
@@ -127,6 +145,8 @@ rule aggregate_fits:
         trajectories="results/trajectories.parquet",
     log:
         "results/logs/aggregate_fits.log",
+    benchmark:
+        "results/benchmarks/aggregate_fits.tsv",
     localrule: True
     conda:
         "../envs/dipkit.yaml"

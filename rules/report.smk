@@ -15,6 +15,8 @@ rule psnr_curves:
         ),
     log:
         "results/logs/figures/psnr_curves_{dataset}_{noise}.log",
+    benchmark:
+        "results/benchmarks/psnr_curves/{dataset}_{noise}.tsv",
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -40,6 +42,8 @@ rule gallery:
         ),
     log:
         "results/logs/figures/gallery_{dataset}_{noise}.log",
+    benchmark:
+        "results/benchmarks/gallery/{dataset}_{noise}.tsv",
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -63,6 +67,8 @@ rule roc_figure:
         ),
     log:
         "results/logs/figures/roc.log",
+    benchmark:
+        "results/benchmarks/roc_figure.tsv",
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -82,6 +88,8 @@ rule experiment_figure:
         ),
     log:
         "results/logs/figures/experiment_{experiment}.log",
+    benchmark:
+        "results/benchmarks/experiment_figure/{experiment}.tsv",
     localrule: True
     conda:
         "../envs/dipkit.yaml"
