@@ -156,7 +156,8 @@ def fit_cost(
     if spec.get("kind") == "classical":
         return BASE_MB + math.ceil(SAFETY * 2000 * mpx), 15
     cost = ARCH_COSTS.get(spec.get("architecture"), DEFAULT_COST)
-    width = spec.get("width") or (PREDICTED_WIDTH if spec.get("width_source") == "predicted" else cost.ref_width)
+    predicted = spec.get("width_source") == "predicted"
+    width = spec.get("width") or (PREDICTED_WIDTH if predicted else cost.ref_width)
     scale = width / cost.ref_width
     iterations = int(spec.get("iterations") or 3000)
     nets = 1
@@ -175,13 +176,15 @@ def fit_cost(
     return math.ceil(mem * SAFETY), math.ceil(runtime)
 
 
-def search_cost(spec: Mapping, size: tuple[int, int] | None, *, on_gpu: bool, threads: int = 1) -> tuple[int, int]:
+def search_cost(
+    spec: Mapping, size: tuple[int, int] | None, *, on_gpu: bool, threads: int = 1, fits_per_gpu: int = 1
+) -> tuple[int, int]:
     """``(mem_mb, runtime_min)`` of an ISNAS-DIP search job: ``n_samples`` untrained candidate
     networks each run forward once (about a third of a training iteration of twice NAS-DIP's
     cost)."""
     n = int((spec.get("search") or {}).get("n_samples", 5000))
     probe = {"kind": "dip", "architecture": "nas_dip", "iterations": max(1, math.ceil(n * 2 / 3))}
-    return fit_cost(probe, size, on_gpu=on_gpu, threads=threads)
+    return fit_cost(probe, size, on_gpu=on_gpu, threads=threads, fits_per_gpu=fits_per_gpu)
 
 
 def scaled(value: int, attempt: int) -> int:

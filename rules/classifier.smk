@@ -9,7 +9,7 @@ rule texture_features:
     log:
         "results/logs/texture_features/{dataset}.log",
     benchmark:
-        "results/benchmarks/texture_features/{dataset}.tsv",
+        "results/benchmarks/texture_features/{dataset}.tsv"
     conda:
         "../envs/dipkit.yaml"
     resources:
@@ -37,7 +37,7 @@ rule classifier:
     log:
         "results/logs/classifier.log",
     benchmark:
-        "results/benchmarks/classifier.tsv",
+        "results/benchmarks/classifier.tsv"
     conda:
         "../envs/dipkit.yaml"
     resources:
@@ -71,7 +71,7 @@ rule relabel:
     log:
         "results/logs/relabel.log",
     benchmark:
-        "results/benchmarks/relabel.tsv",
+        "results/benchmarks/relabel.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"

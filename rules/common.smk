@@ -329,13 +329,15 @@ def _request(rule, items):
     key = SimpleNamespace(**dict(items))
     if rule == "fit_batch":
         specs = batch_specs_of(key)
-        size = max((_image_size(key.dataset, i) or (1000, 1000) for i in batch_images_of(key)), key=lambda s: s[0] * s[1])
-        return fit_cost(specs[0], size, on_gpu=ON_GPU, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU, batch=len(specs))
+        sizes = [_image_size(key.dataset, i) or (1000, 1000) for i in batch_images_of(key)]
+        size = max(sizes, key=lambda s: s[0] * s[1])
+        options = dict(threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU, batch=len(specs))
+        return fit_cost(specs[0], size, on_gpu=ON_GPU, **options)
     spec = experiment_spec_of(key) if rule == "experiment_fit" else fit_spec_of(key)
     size = _cropped(_image_size(key.dataset, key.image), spec)
     on_gpu = ON_GPU and spec["kind"] != "classical"
     if rule == "isnas_search":
-        return search_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS)
+        return search_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU)
     return fit_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU)
 
 

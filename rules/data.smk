@@ -8,7 +8,7 @@ rule download_dataset:
     log:
         "results/logs/download/{dataset}.log",
     benchmark:
-        "results/benchmarks/download_dataset/{dataset}.tsv",
+        "results/benchmarks/download_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=_alternatives(BUILTIN),
     localrule: True
@@ -29,7 +29,7 @@ rule prepare_dataset:
     log:
         "results/logs/prepare/{dataset}.log",
     benchmark:
-        "results/benchmarks/prepare_dataset/{dataset}.tsv",
+        "results/benchmarks/prepare_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=_alternatives(DATASETS),
     conda:

@@ -12,7 +12,7 @@ rule experiment_fit:
     log:
         "results/logs/experiments/{experiment}/{dataset}/{noise}/{arm}/{image}.log",
     benchmark:
-        "results/benchmarks/experiment_fit/{experiment}/{dataset}/{noise}/{arm}/{image}.tsv",
+        "results/benchmarks/experiment_fit/{experiment}/{dataset}/{noise}/{arm}/{image}.tsv"
     conda:
         "../envs/dipkit.yaml"
     threads: FIT_THREADS
@@ -40,7 +40,7 @@ rule experiment:
     log:
         "results/logs/experiments/{experiment}.log",
     benchmark:
-        "results/benchmarks/experiment/{experiment}.tsv",
+        "results/benchmarks/experiment/{experiment}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"

@@ -13,7 +13,7 @@ rule fit:
     log:
         "results/logs/fit/{dataset}/{noise}/{method}/{image}.log",
     benchmark:
-        "results/benchmarks/fit/{dataset}/{noise}/{method}/{image}.tsv",
+        "results/benchmarks/fit/{dataset}/{noise}/{method}/{image}.tsv"
     wildcard_constraints:
         method=_alternatives([m for m in FITTED if m not in BATCHED]),
     conda:
@@ -40,7 +40,7 @@ rule fit_batch:
     log:
         "results/logs/fit_batch/{dataset}/{noise}/{method}/batch{batch}.log",
     benchmark:
-        "results/benchmarks/fit_batch/{dataset}/{noise}/{method}/batch{batch}.tsv",
+        "results/benchmarks/fit_batch/{dataset}/{noise}/{method}/batch{batch}.tsv"
     wildcard_constraints:
         method=_alternatives(BATCHED),
         batch=r"[1-9][0-9]*",
@@ -70,7 +70,7 @@ rule fit_from_batch:
     log:
         "results/logs/fit_from_batch/{dataset}/{noise}/{method}/{image}.log",
     benchmark:
-        "results/benchmarks/fit_from_batch/{dataset}/{noise}/{method}/{image}.tsv",
+        "results/benchmarks/fit_from_batch/{dataset}/{noise}/{method}/{image}.tsv"
     wildcard_constraints:
         method=_alternatives(BATCHED),
     localrule: True
@@ -88,7 +88,7 @@ rule isnas_search:
     log:
         "results/logs/isnas_search/{dataset}/{noise}/{method}/{image}.log",
     benchmark:
-        "results/benchmarks/isnas_search/{dataset}/{noise}/{method}/{image}.tsv",
+        "results/benchmarks/isnas_search/{dataset}/{noise}/{method}/{image}.tsv"
     wildcard_constraints:
         method=_alternatives(SEARCHED),
     conda:
@@ -118,7 +118,7 @@ rule isnas_fit:
     log:
         "results/logs/isnas_fit/{dataset}/{noise}/{method}/{image}.log",
     benchmark:
-        "results/benchmarks/isnas_fit/{dataset}/{noise}/{method}/{image}.tsv",
+        "results/benchmarks/isnas_fit/{dataset}/{noise}/{method}/{image}.tsv"
     wildcard_constraints:
         method=_alternatives(SEARCHED),
     conda:
@@ -146,7 +146,7 @@ rule aggregate_fits:
     log:
         "results/logs/aggregate_fits.log",
     benchmark:
-        "results/benchmarks/aggregate_fits.tsv",
+        "results/benchmarks/aggregate_fits.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"

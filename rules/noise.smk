@@ -9,7 +9,7 @@ rule add_noise:
     log:
         "results/logs/add_noise/{dataset}/{noise}.log",
     benchmark:
-        "results/benchmarks/add_noise/{dataset}/{noise}.tsv",
+        "results/benchmarks/add_noise/{dataset}/{noise}.tsv"
     conda:
         "../envs/dipkit.yaml"
     resources:
@@ -32,7 +32,7 @@ rule score_noisy:
     log:
         "results/logs/score_noisy/{dataset}/{noise}.log",
     benchmark:
-        "results/benchmarks/score_noisy/{dataset}/{noise}.tsv",
+        "results/benchmarks/score_noisy/{dataset}/{noise}.tsv"
     conda:
         "../envs/dipkit.yaml"
     resources:

@@ -16,7 +16,7 @@ rule psnr_curves:
     log:
         "results/logs/figures/psnr_curves_{dataset}_{noise}.log",
     benchmark:
-        "results/benchmarks/psnr_curves/{dataset}_{noise}.tsv",
+        "results/benchmarks/psnr_curves/{dataset}_{noise}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -43,7 +43,7 @@ rule gallery:
     log:
         "results/logs/figures/gallery_{dataset}_{noise}.log",
     benchmark:
-        "results/benchmarks/gallery/{dataset}_{noise}.tsv",
+        "results/benchmarks/gallery/{dataset}_{noise}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -68,7 +68,7 @@ rule roc_figure:
     log:
         "results/logs/figures/roc.log",
     benchmark:
-        "results/benchmarks/roc_figure.tsv",
+        "results/benchmarks/roc_figure.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -89,7 +89,7 @@ rule experiment_figure:
     log:
         "results/logs/figures/experiment_{experiment}.log",
     benchmark:
-        "results/benchmarks/experiment_figure/{experiment}.tsv",
+        "results/benchmarks/experiment_figure/{experiment}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"

@@ -16,7 +16,7 @@ rule noisy_baseline_table:
     log:
         "results/logs/tables/noisy_baseline.log",
     benchmark:
-        "results/benchmarks/noisy_baseline_table.tsv",
+        "results/benchmarks/noisy_baseline_table.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -41,7 +41,7 @@ rule table2:
     log:
         "results/logs/tables/table2.log",
     benchmark:
-        "results/benchmarks/table2.tsv",
+        "results/benchmarks/table2.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -67,7 +67,7 @@ rule paper_table:
     log:
         "results/logs/tables/{table}.log",
     benchmark:
-        "results/benchmarks/paper_table/{table}.tsv",
+        "results/benchmarks/paper_table/{table}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"

@@ -17,7 +17,8 @@ def test_concurrent_claims_get_distinct_gpus(tmp_path, monkeypatch):
     with claim_gpu(2, tmp_path) as a:
         with claim_gpu(2, tmp_path) as b:
             assert {a, b} == {0, 1}
-            with pytest.raises(TimeoutError, match="no free GPU among 2"), claim_gpu(2, tmp_path, poll=0.05, timeout=0.2):
+            busy = claim_gpu(2, tmp_path, poll=0.05, timeout=0.2)
+            with pytest.raises(TimeoutError, match="no free GPU among 2"), busy:
                 pass
         with claim_gpu(2, tmp_path) as c:  # b released
             assert c == 1 - a
@@ -94,7 +95,9 @@ def _interpreter_for(user: str) -> str | None:
     """A Python that ``user`` may run (the test's own may sit in root's home)."""
     for exe in (sys.executable, "/usr/bin/python3"):
         try:
-            if subprocess.run([exe, "-c", "pass"], check=False, user=user, capture_output=True, timeout=30).returncode == 0:
+            proc = subprocess.run([exe, "-c", "pass"], check=False, user=user, capture_output=True,
+                                  timeout=30)
+            if proc.returncode == 0:
                 return exe
         except (OSError, subprocess.SubprocessError):
             continue
@@ -125,8 +128,10 @@ def test_another_account_claims_beside_root(monkeypatch):
         folder.chmod(0o1777)
         with claim_gpu(1, folder) as mine:
             assert mine == 0
-            proc = subprocess.run([exe, "-c", child.format(folder=str(folder))], check=False, capture_output=True, text=True,
-                                  env={"PATH": os.environ.get("PATH", "")}, user="nobody", timeout=60)
+            proc = subprocess.run(
+                [exe, "-c", child.format(folder=str(folder))], check=False, capture_output=True, text=True,
+                env={"PATH": os.environ.get("PATH", "")}, user="nobody", timeout=60,
+            )
             assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stderr
         names = sorted(p.name for p in folder.iterdir())
         assert names == ["dipkit-nobody-gpu-0.lock", "dipkit-root-gpu-0.lock"], names

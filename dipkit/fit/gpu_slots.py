@@ -100,7 +100,8 @@ def claim_gpu(
             return
         if timeout is not None and time.monotonic() - start > timeout:
             raise TimeoutError(
-                f"no free GPU among {n_devices} ({fits_per_gpu} fit(s) each) within {timeout} s (locks in {folder})"
+                f"no free GPU among {n_devices} ({fits_per_gpu} fit(s) each) within {timeout} s "
+                f"(locks in {folder})"
             )
         time.sleep(poll)
 
