@@ -35,3 +35,4 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        rules.job_costs.output,

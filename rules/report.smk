@@ -95,3 +95,27 @@ rule experiment_figure:
         "../envs/dipkit.yaml"
     shell:
         "cp {input} {output} 2> {log}"
+
+
+rule job_costs:
+    input:
+        final_outputs(),
+    output:
+        parquet="results/job_costs.parquet",
+        csv=report(
+            "results/tables/job_costs.csv",
+            caption="report/job_costs.rst",
+            category="Tables",
+            labels={"table": "job costs"},
+        ),
+        md="results/tables/job_costs.md",
+    log:
+        "results/logs/job_costs.log",
+    localrule: True
+    conda:
+        "../envs/dipkit.yaml"
+    params:
+        folder="results/benchmarks",
+        rule_order=[r.name for r in workflow.rules],
+    script:
+        "../workflow_scripts/job_costs.py"
