@@ -22,7 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 #: columns of a Snakemake benchmark TSV this module reads, and the names it gives them
-_FIELDS = {"s": "wall_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_s", "io_in": "io_in_mb", "io_out": "io_out_mb"}
+_FIELDS = {
+    "s": "wall_s",
+    "max_rss": "max_rss_mb",
+    "cpu_time": "cpu_s",
+    "io_in": "io_in_mb",
+    "io_out": "io_out_mb",
+}
 
 
 def _number(text: str | None) -> float | None:
@@ -109,7 +115,9 @@ def summarize(rows: Sequence[dict], rule_order: Sequence[str] = ()) -> list[dict
     return table
 
 
-def run_job_costs(folder: str, out_parquet: str, out_csv: str, out_md: str, rule_order: Sequence[str] = ()) -> list[dict]:
+def run_job_costs(
+    folder: str, out_parquet: str, out_csv: str, out_md: str, rule_order: Sequence[str] = ()
+) -> list[dict]:
     """The *job_costs* rule: read ``folder``, write the per-job Parquet and the per-rule table."""
     import pandas as pd
 
@@ -126,6 +134,6 @@ def run_job_costs(folder: str, out_parquet: str, out_csv: str, out_md: str, rule
         "(results/benchmarks/), whole jobs including interpreter start-up and I/O. "
         "max_rss_mb is the largest peak of one job, sampled (after 0.5 s, then every 30 s)."
     )
-    write_table(df, out_csv, out_md, "What the run cost, per rule", notes,
-                digits={"wall_s_total": 1, "wall_s_mean": 1, "wall_s_max": 1, "max_rss_mb": 0, "cpu_s_total": 1})
+    digits = {"wall_s_total": 1, "wall_s_mean": 1, "wall_s_max": 1, "max_rss_mb": 0, "cpu_s_total": 1}
+    write_table(df, out_csv, out_md, "What the run cost, per rule", notes, digits=digits)
     return summary

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
+
 from dipkit.config import fitted_size, plan_methods
 from dipkit.job_resources import fit_cost
 from dipkit.methods import fit_spec
@@ -80,6 +80,7 @@ def _pid(path: Path) -> int | None:
 def slurm_cluster(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the test cluster runs its daemons as root")
+    node = f"NodeName=localhost CPUs={os.cpu_count()} RealMemory={_memory_mb()} Gres=gpu:1 State=UNKNOWN"
     _install()
     if CONF.exists():
         pytest.skip(f"{CONF} exists: not touching a configured Slurm")
@@ -110,7 +111,7 @@ def slurm_cluster(tmp_path_factory):
                 "ReturnToService=2",
                 "MinJobAge=600",
                 "GresTypes=gpu",
-                f"NodeName=localhost CPUs={os.cpu_count()} RealMemory={_memory_mb()} Gres=gpu:1 State=UNKNOWN",
+                node,
                 "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
                 "",
             ]
@@ -133,7 +134,7 @@ def slurm_cluster(tmp_path_factory):
     subprocess.run(["/usr/sbin/slurmd", "-N", "localhost"], check=True)
     try:
         for _ in range(60):
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout.split()
+            out = subprocess.run(["sinfo", "-h", "-o", "%t"], check=False, capture_output=True, text=True).stdout.split()
             if "idle" in out:
                 break
             time.sleep(1)
@@ -170,13 +171,15 @@ def test_tiny_workflow_on_slurm_equals_a_local_run(slurm_cluster, tmp_path, mirr
     proc = subprocess.run(
         ["timeout", "-k", "10", "400", sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(remote),
          "--configfile", str(remote / "config.yaml"), "--workflow-profile", str(REPO / "profiles/slurm-ci")],
+        check=False,
         capture_output=True,
         text=True,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
     # every non-local job went through the cluster: completed jobs stay listed (MinJobAge)
-    listing = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True).stdout
+    listing = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%k|%T"], check=False, capture_output=True,
+                             text=True).stdout
     done = [line for line in listing.splitlines() if line.endswith("|COMPLETED")]
     assert sum("rule_fit" in line for line in done) == 2, listing
     assert any("rule_prepare_dataset" in line for line in done), listing
@@ -187,7 +190,8 @@ def test_tiny_workflow_on_slurm_equals_a_local_run(slurm_cluster, tmp_path, mirr
     mem_mb, minutes = fit_cost(spec, fitted_size("Set12", "01", 32), on_gpu=True, fits_per_gpu=4)
     fits = [line.split("|")[0] for line in done if "rule_fit" in line]
     for job_id in fits:
-        shown = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+        shown = subprocess.run(["scontrol", "show", "job", "-o", job_id], check=False, capture_output=True,
+                               text=True).stdout
         fields = dict(kv.split("=", 1) for kv in shown.split() if "=" in kv)
         assert fields.get("NumCPUs") == "1", shown
         assert fields.get("MinMemoryNode") == f"{mem_mb}M", shown

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
+
 from dipkit.config import fitted_size, plan_methods
 from dipkit.job_resources import fit_cost
 from dipkit.methods import fit_spec
@@ -26,7 +26,8 @@ SIX = ["01", "02", "03", "04", "05", "06"]  # six 256x256 images: six fits ready
 
 def _snakemake(work: Path, *args: str, env: dict | None = None, check: bool = True) -> str:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})})
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, **(env or {})})
     out = proc.stdout + proc.stderr
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n{out}")
@@ -146,12 +147,13 @@ def test_planned_resources_of_a_gpu_config(tmp_path):
         wc = job["wildcards"]
         spec = fit_spec(methods[wc["method"]], wc["dataset"], wc["image"], wc["noise"], {"iterations": None})
         classical = wc["method"] == "bm3d"
-        mem, minutes = fit_cost(spec, fitted_size("Set9", wc["image"], 32), on_gpu=not classical, fits_per_gpu=3)
+        size = fitted_size("Set9", wc["image"], 32)
+        mem, minutes = fit_cost(spec, size, on_gpu=not classical, fits_per_gpu=3)
         assert job["threads"] == 1
         assert job["resources"]["gpu"] == ("0" if classical else "1"), job
         assert (int(job["resources"]["mem_mb"]), int(job["resources"]["runtime"])) == (mem, minutes), job
-    big = next(j for j in fits if j["wildcards"]["image"] == "image_Baboon512rgb" and j["wildcards"]["method"] == "ours")
-    small = next(j for j in fits if j["wildcards"]["image"] == "image_House256rgb" and j["wildcards"]["method"] == "ours")
+    ours = {j["wildcards"]["image"]: j for j in fits if j["wildcards"]["method"] == "ours"}
+    big, small = ours["image_Baboon512rgb"], ours["image_House256rgb"]
     assert int(big["resources"]["mem_mb"]) > int(small["resources"]["mem_mb"])
     prepare = next(j for j in jobs if j["rule"] == "prepare_dataset")
     assert prepare["resources"]["mem_mb"] == "3000" and "gpu" not in prepare["resources"]
@@ -171,7 +173,7 @@ def test_planned_resources_of_a_cpu_config(tmp_path):
 def test_every_rule_but_the_targets_is_benchmarked():
     """benchmark: on every rule that runs something, so the job-cost table sees every job."""
     for smk in (REPO / "rules").glob("*.smk"):
-        for name, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)*)", smk.read_text(), re.M):
+        for name, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)*)", smk.read_text(), re.MULTILINE):
             if name == "job_costs":
                 continue
             assert f"results/benchmarks/{name}" in body, f"{smk.name}: rule {name} has no benchmark"
@@ -182,7 +184,7 @@ def test_job_cost_table_of_the_run(cpu_run):
     costs = pd.read_parquet(work / "results/job_costs.parquet")
     assert list(costs.columns) == [c.name for c in JOB_COSTS]
     # one record per job of the run (all but the two targets)
-    ran = re.findall(r"^(?:local)?rule (\w+):", out, re.M)
+    ran = re.findall(r"^(?:local)?rule (\w+):", out, re.MULTILINE)
     expected = pd.Series([r for r in ran if r not in ("all", "job_costs")]).value_counts().sort_index()
     assert costs["rule"].value_counts().sort_index().to_dict() == expected.to_dict()
     fits = costs[costs["rule"] == "fit"]
