@@ -1,12 +1,20 @@
 """How long `snakemake -n` takes to plan the default config (the whole paper).
 
-Prints the wall time of each of ``--repeats`` dry runs and their median, with the number
-of planned jobs and the machine. Usage: ``python benchmarks/dag_cost.py [--repeats 3]``.
+Prints the wall time and the CPU time (user + system, which a shared machine's load disturbs
+less) of each of ``--repeats`` dry runs and their medians, with the number of planned jobs,
+the machine and the date. ``--against DIR`` times another checkout of the workflow too,
+alternating the two run by run (each with its own ``config.yaml`` unless ``--configfile`` is
+given), prints the ratio of the medians, and checks that both plan the same jobs (rule and
+outputs of every job, from a separate untimed dry run).
+
+Usage: ``python benchmarks/dag_cost.py [--repeats 3] [--configfile FILE] [--against DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import os
 import platform
 import re
 import statistics
@@ -19,27 +27,75 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def dry_run(repo: Path, work: str, configfile: str, *extra: str) -> tuple[float, float, str]:
+    """One ``snakemake -n`` of ``repo``'s Snakefile: (wall s, CPU s of the process, output)."""
+    before = os.times()
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", work,
+         "--configfile", configfile, "-n", *extra],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode:
+        raise SystemExit(f"dry run of {repo} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    wall = time.perf_counter() - start
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return wall, cpu, proc.stdout + proc.stderr
+
+
+def planned_jobs(output: str) -> list[str]:
+    """``rule: outputs`` of every job in a (not quiet) dry run's log, sorted."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            out = re.search(r"^\s+output: (.*)$", block, re.M)
+            jobs.append(f"{m.group(1)}: {out.group(1) if out else ''}")
+    return sorted(jobs)
+
+
+def _config(args, repo: Path) -> str:
+    return args.configfile or str(repo / "config.yaml")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--configfile", default=str(REPO / "config.yaml"))
+    parser.add_argument("--configfile", default=None, help="default: each checkout's config.yaml")
+    parser.add_argument("--against", type=Path, default=None, help="another checkout to time alternately")
     args = parser.parse_args()
-    times, jobs = [], None
+    repos = {"this checkout": REPO}
+    if args.against:
+        repos["--against"] = args.against.resolve()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in repos}
+    jobs = None
     with tempfile.TemporaryDirectory() as work:
         for _ in range(args.repeats):
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", work,
-                 "--configfile", args.configfile, "-n", "-q", "rules"],
-                capture_output=True, text=True, check=True,
-            )
-            times.append(time.perf_counter() - start)
-            m = re.search(r"^total\s+(\d+)", proc.stdout + proc.stderr, re.M)
-            jobs = int(m.group(1)) if m else None
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, Python {platform.python_version()}")
+            for name, repo in repos.items():
+                wall, cpu, out = dry_run(repo, work, _config(args, repo), "-q", "rules")
+                times[name].append((wall, cpu))
+                m = re.search(r"^total\s+(\d+)", out, re.M)
+                jobs = int(m.group(1)) if m else jobs
+        plans = {name: planned_jobs(dry_run(repo, work, _config(args, repo))[2]) for name, repo in repos.items()}
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, "
+          f"Python {platform.python_version()}; {_dt.date.today()}")
     print(f"planned jobs: {jobs}")
-    print("dry runs (s): " + ", ".join(f"{t:.2f}" for t in times))
-    print(f"median: {statistics.median(times):.2f} s")
+    medians = {}
+    for name, runs in times.items():
+        medians[name] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+        print(f"{name}: dry runs (wall s): " + ", ".join(f"{w:.2f}" for w, _ in runs)
+              + "; CPU s: " + ", ".join(f"{c:.2f}" for _, c in runs))
+        print(f"{name}: median: {medians[name][0]:.2f} s wall, {medians[name][1]:.2f} s CPU")
+    if args.against:
+        (w0, c0), (w1, c1) = medians["this checkout"], medians["--against"]
+        print(f"this checkout / --against: {w0 / w1:.2f}x wall, {c0 / c1:.2f}x CPU")
+        mine, theirs = set(plans["this checkout"]), set(plans["--against"])
+        print(f"same job set: {'yes' if mine == theirs else 'no'} ({len(mine)} jobs here, {len(theirs)} there)")
+        for job in sorted(mine - theirs)[:20]:
+            print(f"  only here: {job}")
+        for job in sorted(theirs - mine)[:20]:
+            print(f"  only there: {job}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 # constraints and input/param functions. No rules here.
 
 import functools
+import inspect
 import re
 import sys
 from types import SimpleNamespace
@@ -129,13 +130,13 @@ def feature_files_of(wildcards):
 
 def fit_spec_of(wildcards):
     """Everything that defines a fit except its seed (see dipkit.methods.spec)."""
-    return fit_spec(
-        METHODS[wildcards.method],
-        wildcards.dataset,
-        wildcards.image,
-        wildcards.noise,
-        config["fit"],
-    )
+    return _fit_spec(wildcards.method, wildcards.dataset, wildcards.image, wildcards.noise)
+
+
+@functools.lru_cache(maxsize=None)
+def _fit_spec(method, dataset, image, noise):
+    # once per fit: its params and its resources both need it (never modified)
+    return fit_spec(METHODS[method], dataset, image, noise, config["fit"])
 
 
 def experiment_spec_of(wildcards):
@@ -347,7 +348,7 @@ def mem_mb_of(rule):
     def mem_mb(wildcards, attempt):
         return scaled(_request(rule, tuple(wildcards.items()))[0], attempt)
 
-    return mem_mb
+    return _keep_signature(mem_mb)
 
 
 def runtime_of(rule):
@@ -356,7 +357,7 @@ def runtime_of(rule):
     def runtime(wildcards, attempt):
         return scaled(_request(rule, tuple(wildcards.items()))[1], attempt)
 
-    return runtime
+    return _keep_signature(runtime)
 
 
 def fixed_mem_mb(mb):
@@ -365,7 +366,7 @@ def fixed_mem_mb(mb):
     def mem_mb(wildcards, attempt):
         return scaled(mb, attempt)
 
-    return mem_mb
+    return _keep_signature(mem_mb)
 
 
 def fixed_runtime(minutes):
@@ -374,7 +375,7 @@ def fixed_runtime(minutes):
     def runtime(wildcards, attempt):
         return scaled(minutes, attempt)
 
-    return runtime
+    return _keep_signature(runtime)
 
 
 def fit_rows(kind="parquet", methods=None):
@@ -419,7 +420,8 @@ def gallery_inputs(wildcards):
 
 def paper_tables():
     """Tables 3-6 that the planned fits can fill."""
-    kinds = {(NoiseSpec.parse(noise).kind, method) for _, noise, method, _ in FITS}
+    pairs = {(noise, method) for _, noise, method, _ in FITS}
+    kinds = {(NoiseSpec.parse(noise).kind, method) for noise, method in pairs}
     tables = ["table3"] if FITS else []
     if any(k == "poisson" for k, _ in kinds):
         tables.append("table4")
@@ -438,6 +440,12 @@ def has_gaussian_fits():
 
 
 def final_outputs():
+    """Every result file of the plan (the targets of rule all, and the input of job_costs)."""
+    return list(_final_outputs())
+
+
+@functools.lru_cache(maxsize=None)
+def _final_outputs():
     targets = [
         "results/tables/noisy_baseline.csv",
         "results/tables/noisy_baseline.md",
@@ -461,3 +469,19 @@ def final_outputs():
     if RELABEL and fit_rows("parquet", methods=list(RELABEL)):
         targets += ["results/tables/label_agreement.csv", "results/tables/label_agreement.md"]
     return targets
+
+
+# --- planning speed -------------------------------------------------------------------
+# Snakemake reads the signature of every input, params and resources function once per job
+# (inspect.signature, some 30,000 times in a dry run of the default config); a function that
+# carries its signature answers at once (benchmarks/dag_cost.py, README Reruns).
+
+
+def _keep_signature(func):
+    func.__signature__ = inspect.signature(func)
+    return func
+
+
+for _func in list(globals().values()):
+    if inspect.isfunction(_func) and _func.__code__.co_filename.endswith("common.smk"):
+        _keep_signature(_func)
