@@ -50,7 +50,7 @@ def planned_jobs(output: str) -> list[str]:
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
         m = re.match(r"(?:local)?rule (\w+):", block)
         if m:
-            out = re.search(r"^\s+output: (.*)$", block, re.M)
+            out = re.search(r"^\s+output: (.*)$", block, re.MULTILINE)
             jobs.append(f"{m.group(1)}: {out.group(1) if out else ''}")
     return sorted(jobs)
 
@@ -69,20 +69,22 @@ def main() -> None:
     if args.against:
         repos["--against"] = args.against.resolve()
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in repos}
-    jobs = None
+    jobs: dict[str, int | None] = {}
     with tempfile.TemporaryDirectory() as work:
         for _ in range(args.repeats):
             for name, repo in repos.items():
                 wall, cpu, out = dry_run(repo, work, _config(args, repo), "-q", "rules")
                 times[name].append((wall, cpu))
-                m = re.search(r"^total\s+(\d+)", out, re.M)
-                jobs = int(m.group(1)) if m else jobs
-        plans = {name: planned_jobs(dry_run(repo, work, _config(args, repo))[2]) for name, repo in repos.items()}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, "
+                m = re.search(r"^total\s+(\d+)", out, re.MULTILINE)
+                jobs[name] = int(m.group(1)) if m else None
+        plans = {name: planned_jobs(dry_run(repo, work, _config(args, repo))[2])
+                 for name, repo in repos.items()}
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} CPUs, {platform.system()}, "
           f"Python {platform.python_version()}; {_dt.date.today()}")
-    print(f"planned jobs: {jobs}")
     medians = {}
     for name, runs in times.items():
+        print(f"{name}: planned jobs: {jobs[name]}")
         medians[name] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
         print(f"{name}: dry runs (wall s): " + ", ".join(f"{w:.2f}" for w, _ in runs)
               + "; CPU s: " + ", ".join(f"{c:.2f}" for _, c in runs))
@@ -91,7 +93,8 @@ def main() -> None:
         (w0, c0), (w1, c1) = medians["this checkout"], medians["--against"]
         print(f"this checkout / --against: {w0 / w1:.2f}x wall, {c0 / c1:.2f}x CPU")
         mine, theirs = set(plans["this checkout"]), set(plans["--against"])
-        print(f"same job set: {'yes' if mine == theirs else 'no'} ({len(mine)} jobs here, {len(theirs)} there)")
+        same = "yes" if mine == theirs else "no"
+        print(f"same job set: {same} ({len(mine)} jobs here, {len(theirs)} there)")
         for job in sorted(mine - theirs)[:20]:
             print(f"  only here: {job}")
         for job in sorted(theirs - mine)[:20]:

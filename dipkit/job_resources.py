@@ -4,15 +4,15 @@ Planning code, read by ``rules/common.smk`` on every Snakemake invocation (and i
 cluster job), so standard library only: no torch.
 
 **Where fits run** (:func:`fits_on_gpu`). ``fit.device: cpu`` -> CPU; ``cuda`` / ``cuda:N``
--> GPU; ``auto`` -> GPU when the workflow runs through a cluster executor (the submit host
-cannot see the compute nodes; the profile sends fit jobs to a GPU partition), else when this
-host has an NVIDIA GPU (:func:`count_gpus`: ``CUDA_VISIBLE_DEVICES``, ``/proc/driver/nvidia``,
-``nvidia-smi -L``; no torch). Fits planned on a GPU take one ``gpu`` slot each, others none,
+-> GPU; ``auto`` -> GPU in a cluster run (the submit host cannot see the compute nodes; the
+workflow recognises one by Snakemake's job limit, ``--jobs``, see ``rules/common.smk``), else
+when this host has an NVIDIA GPU (:func:`count_gpus`: ``CUDA_VISIBLE_DEVICES``,
+``/proc/driver/nvidia``, ``nvidia-smi -L``; no torch). Fits planned on a GPU take one ``gpu`` slot each, others none,
 so a CPU-only host runs as many fits at once as ``--cores`` allows.
 
 **GPU slots** (:func:`gpu_slots`): one setting, ``fit.fits_per_gpu``; the workflow sets
-Snakemake's ``gpu`` resource to GPUs x ``fits_per_gpu`` for local runs unless
-``--resources gpu=`` is given.
+Snakemake's ``gpu`` resource to GPUs x ``fits_per_gpu`` where the fits run (a local run, or a
+cluster job) unless ``--resources gpu=`` is given.
 
 **Memory and run time** (:func:`fit_cost`, :func:`scaled`): estimated per job from the
 architecture, its width, the image size and the iterations, calibrated on the measured

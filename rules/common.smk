@@ -169,14 +169,16 @@ def dataset_sources(wildcards):
     return {"files": [f.path for f in DATASETS[name].files]}
 
 
-def fit_inputs(wildcards):
-    inputs = {
-        "prepared": f"results/prepared/{wildcards.dataset}.npz",
-        "noisy": f"results/noisy/{wildcards.dataset}/{wildcards.noise}.npz",
-    }
+def predicted_width_of(wildcards):
+    """The classifier's width file of a fit with a predicted-width method; none otherwise."""
     if wildcards.method in PREDICTED:
-        inputs["width"] = f"results/classifier/widths/{wildcards.dataset}/{wildcards.image}.txt"
-    return inputs
+        return f"results/classifier/widths/{wildcards.dataset}/{wildcards.image}.txt"
+    return []
+
+
+# the fit rule's width input, only where a method predicts widths (an input function costs
+# every fit job of the plan a call)
+FIT_WIDTH_INPUT = {"width": predicted_width_of} if PREDICTED else {}
 
 
 def predicted_width_images():
@@ -285,16 +287,20 @@ def batch_of_fit(wildcards):
 # --- resources: GPU slots, threads, memory, run time (dipkit.job_resources) ------------
 
 FIT_DEVICE = config["fit"]["device"]
-# a cluster executor (the submit host need not have the compute nodes' GPUs), or a job of one
-CLUSTER = not workflow.local_exec or workflow.remote_exec
-# GPUs of this host, looked for only where they decide something: `auto` fits of a local run
-# (how many slots) or of a cluster job (how many GPUs its allocation has)
-N_GPUS = count_gpus() if FIT_DEVICE == "auto" and (workflow.local_exec or workflow.remote_exec) else 0
+# Jobs run through a cluster executor: Snakemake is given a job limit (--jobs, as
+# profiles/slurm does) and no cores, its own sign of cluster submission (the executor itself
+# is chosen only after the Snakefile is read), or this is one of the jobs it started. The
+# submit host need not have the compute nodes' GPUs.
+SUBMITS = workflow.nodes is not None and not workflow.remote_exec
+CLUSTER = SUBMITS or workflow.remote_exec
+# GPUs of this host, looked for only where they decide something: `auto` fits run here
+N_GPUS = count_gpus() if FIT_DEVICE == "auto" and not SUBMITS else 0
 ON_GPU = fits_on_gpu(FIT_DEVICE, N_GPUS, CLUSTER)
 FIT_THREADS = 1 if ON_GPU else config["fit"]["cpu_threads"]
 FITS_PER_GPU = config["fit"]["fits_per_gpu"]
-if ON_GPU and workflow.local_exec and "gpu" not in workflow.global_resources:
-    # the GPU slot count follows fit.fits_per_gpu; --resources gpu=N (or a profile) overrides
+if ON_GPU and not SUBMITS and "gpu" not in workflow.global_resources:
+    # fits sharing this host's GPUs (or a cluster job's): fit.fits_per_gpu each; --resources
+    # gpu=N (or a profile) overrides
     workflow.global_resources["gpu"] = gpu_slots(FIT_DEVICE, N_GPUS, FITS_PER_GPU)
 
 
@@ -303,9 +309,10 @@ def _fit_gpu(wildcards):
     return 0 if METHODS[wildcards.method].kind == "classical" else 1
 
 
-# fit jobs' gpu resource: a function only when some fits take a slot
-FIT_GPU = _fit_gpu if ON_GPU else 0
-JOB_GPU = int(ON_GPU)  # the other GPU rules (fit_batch, ISNAS, experiments)
+# the gpu resource of fit jobs and of the other GPU rules (fit_batch, ISNAS, experiments);
+# none at all on the CPU (every resource costs every job of the plan an evaluation)
+FIT_GPU = {"gpu": _fit_gpu} if ON_GPU else {}
+JOB_GPU = {"gpu": 1} if ON_GPU else {}
 
 
 @functools.lru_cache(maxsize=None)

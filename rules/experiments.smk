@@ -17,7 +17,7 @@ rule experiment_fit:
         "../envs/dipkit.yaml"
     threads: FIT_THREADS
     resources:
-        gpu=JOB_GPU,
+        **JOB_GPU,
         mem_mb=mem_mb_of("experiment_fit"),
         runtime=runtime_of("experiment_fit"),
     params:

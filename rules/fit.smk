@@ -5,7 +5,9 @@
 
 rule fit:
     input:
-        unpack(fit_inputs),
+        **FIT_WIDTH_INPUT,
+        prepared="results/prepared/{dataset}.npz",
+        noisy="results/noisy/{dataset}/{noise}.npz",
     output:
         row="results/fits/{dataset}/{noise}/{method}/{image}.parquet",
         trajectory="results/fits/{dataset}/{noise}/{method}/{image}.trajectory.parquet",
@@ -20,7 +22,7 @@ rule fit:
         "../envs/dipkit.yaml"
     threads: FIT_THREADS
     resources:
-        gpu=FIT_GPU,
+        **FIT_GPU,
         mem_mb=mem_mb_of("fit"),
         runtime=runtime_of("fit"),
     params:
@@ -48,7 +50,7 @@ rule fit_batch:
         "../envs/dipkit.yaml"
     threads: FIT_THREADS
     resources:
-        gpu=JOB_GPU,
+        **JOB_GPU,
         mem_mb=mem_mb_of("fit_batch"),
         runtime=runtime_of("fit_batch"),
     params:
@@ -95,7 +97,7 @@ rule isnas_search:
         "../envs/dipkit.yaml"
     threads: FIT_THREADS
     resources:
-        gpu=JOB_GPU,
+        **JOB_GPU,
         mem_mb=mem_mb_of("isnas_search"),
         runtime=runtime_of("isnas_search"),
     params:
@@ -125,7 +127,7 @@ rule isnas_fit:
         "../envs/dipkit.yaml"
     threads: FIT_THREADS
     resources:
-        gpu=JOB_GPU,
+        **JOB_GPU,
         mem_mb=mem_mb_of("isnas_fit"),
         runtime=runtime_of("isnas_fit"),
     params:

@@ -167,7 +167,25 @@ def test_planned_resources_of_a_cpu_config(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     jobs = _jobs(_snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n", "--cores", "8"))
     fit = next(j for j in jobs if j["rule"] == "fit")
-    assert fit["threads"] == 4 and fit["resources"]["gpu"] == "0"
+    assert fit["threads"] == 4 and "gpu" not in fit["resources"]
+
+
+def test_auto_fits_ask_for_a_gpu_on_a_cluster(tmp_path):
+    """fit.device auto through profiles/slurm on this GPU-less host (a submit host): the fits ask
+    for a GPU (the compute nodes have them), the cheap stages for none; partitions come from the
+    profile, everything else from the rules."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    cfg = {"datasets": {"Set12": {"images": ["01"], "gaussian": [25]}}, "methods": {"ours": {}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = _snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n",
+                     "--workflow-profile", str(REPO / "profiles/slurm"))
+    jobs = _jobs(out)
+    fit = next(j for j in jobs if j["rule"] == "fit")
+    prepare = next(j for j in jobs if j["rule"] == "prepare_dataset")
+    assert fit["resources"]["gpu"] == "1" and fit["threads"] == 1
+    assert fit["resources"]["slurm_partition"] == "gpu"
+    assert "gpu" not in prepare["resources"] and prepare["resources"]["slurm_partition"] == "cpu"
+    assert int(fit["resources"]["mem_mb"]) >= 4000  # the host memory of a CUDA process
 
 
 def test_every_rule_but_the_targets_is_benchmarked():
@@ -199,7 +217,8 @@ def test_job_cost_table_of_the_run(cpu_run):
     assert "| fit | 6 |" in md
     report = work / "results/report.html"
     _snakemake(work, "--configfile", str(cfg), "--report", str(report))
-    assert "job costs" in report.read_text(errors="replace")
+    html = report.read_text(errors="replace")
+    assert "job_costs.csv" in html and "What this run cost, per rule" in html  # the table and its caption
 
 
 def test_job_cost_schemas_are_documented():
