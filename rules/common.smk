@@ -287,10 +287,10 @@ def batch_of_fit(wildcards):
 # --- resources: GPU slots, threads, memory, run time (dipkit.job_resources) ------------
 
 FIT_DEVICE = config["fit"]["device"]
-# Jobs run through a cluster executor: Snakemake is given a job limit (--jobs, as
-# profiles/slurm does) and no cores, its own sign of cluster submission (the executor itself
-# is chosen only after the Snakefile is read), or this is one of the jobs it started. The
-# submit host need not have the compute nodes' GPUs.
+# Jobs run through a cluster executor: Snakemake was given a job limit (--jobs, as every
+# cluster profile and profiles/slurm do), its own sign of cluster submission (the executor is
+# chosen only after the Snakefile is read), or this is one of the jobs such a run started.
+# The submit host need not have the compute nodes' GPUs (docs/running.md, Where fits run).
 SUBMITS = workflow.nodes is not None and not workflow.remote_exec
 CLUSTER = SUBMITS or workflow.remote_exec
 # GPUs of this host, looked for only where they decide something: `auto` fits run here
