@@ -88,3 +88,12 @@ def test_written_tables(folder, tmp_path):
     md = (out / "costs.md").read_text()
     assert md.startswith("# What the run cost, per rule")
     assert "| fit | 3 | 80.3 | 26.8 | 50.0 | 1100 | 75.5 |" in md
+
+
+def test_a_run_without_records_writes_empty_tables(tmp_path):
+    """Results from before the benchmark: lines have no records; the table is empty, not an error."""
+    out = tmp_path / "out"
+    paths = [str(out / name) for name in ("c.parquet", "c.csv", "c.md")]
+    assert run_job_costs(str(tmp_path / "none"), *paths) == []
+    assert len(pd.read_parquet(out / "c.parquet")) == 0
+    assert list(pd.read_csv(out / "c.csv").columns) == [c.name for c in JOB_COST_TABLE]
