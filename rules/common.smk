@@ -332,37 +332,37 @@ def _cropped(size, spec):
 
 
 @functools.lru_cache(maxsize=None)
-def _request(rule, items):
-    """(mem_mb, runtime_min) of the first attempt of a compute job, by rule and wildcards."""
+def _request(rulename, items):
+    """(mem_mb, runtime_min) of the first attempt of a compute job, by rule name and wildcards."""
     key = SimpleNamespace(**dict(items))
-    if rule == "fit_batch":
+    if rulename == "fit_batch":
         specs = batch_specs_of(key)
         sizes = [_image_size(key.dataset, i) or (1000, 1000) for i in batch_images_of(key)]
         size = max(sizes, key=lambda s: s[0] * s[1])
         options = dict(threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU, batch=len(specs))
         return fit_cost(specs[0], size, on_gpu=ON_GPU, **options)
-    spec = experiment_spec_of(key) if rule == "experiment_fit" else fit_spec_of(key)
+    spec = experiment_spec_of(key) if rulename == "experiment_fit" else fit_spec_of(key)
     size = _cropped(_image_size(key.dataset, key.image), spec)
     on_gpu = ON_GPU and spec["kind"] != "classical"
-    if rule == "isnas_search":
+    if rulename == "isnas_search":
         return search_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU)
     return fit_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU)
 
 
-def mem_mb_of(rule):
+def mem_mb_of(rulename):
     """The rule's mem_mb resource: estimated per job, times the attempt."""
 
     def mem_mb(wildcards, attempt):
-        return scaled(_request(rule, tuple(wildcards.items()))[0], attempt)
+        return scaled(_request(rulename, tuple(wildcards.items()))[0], attempt)
 
     return _keep_signature(mem_mb)
 
 
-def runtime_of(rule):
+def runtime_of(rulename):
     """The rule's runtime resource (minutes): estimated per job, times the attempt."""
 
     def runtime(wildcards, attempt):
-        return scaled(_request(rule, tuple(wildcards.items()))[1], attempt)
+        return scaled(_request(rulename, tuple(wildcards.items()))[1], attempt)
 
     return _keep_signature(runtime)
 
