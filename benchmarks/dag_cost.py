@@ -7,7 +7,7 @@ alternating the two run by run (each with its own ``config.yaml`` unless ``--con
 given), prints the ratio of the medians, and checks that both plan the same jobs (rule and
 outputs of every job, from a separate untimed dry run).
 
-Usage: ``python benchmarks/dag_cost.py [--repeats 3] [--configfile FILE] [--against DIR]``.
+Usage: ``python benchmarks/dag_cost.py [--repeats 3] [--configfile FILE] [--against DIR] [--csv FILE]``.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--configfile", default=None, help="default: each checkout's config.yaml")
     parser.add_argument("--against", type=Path, default=None, help="another checkout to time alternately")
+    parser.add_argument("--csv", type=Path, default=None, help="also write every run to this CSV file")
     args = parser.parse_args()
     repos = {"this checkout": REPO}
     if args.against:
@@ -89,6 +90,12 @@ def main() -> None:
         print(f"{name}: dry runs (wall s): " + ", ".join(f"{w:.2f}" for w, _ in runs)
               + "; CPU s: " + ", ".join(f"{c:.2f}" for _, c in runs))
         print(f"{name}: median: {medians[name][0]:.2f} s wall, {medians[name][1]:.2f} s CPU")
+    if args.csv:
+        lines = ["date,machine,checkout,planned_jobs,run,wall_s,cpu_s"]
+        where = f"{_dt.date.today()},{machine} {os.cpu_count()} CPUs"
+        lines += [f"{where},{name},{jobs[name]},{i + 1},{w:.2f},{c:.2f}"
+                  for name, runs in times.items() for i, (w, c) in enumerate(runs)]
+        args.csv.write_text("\n".join(lines) + "\n")
     if args.against:
         (w0, c0), (w1, c1) = medians["this checkout"], medians["--against"]
         print(f"this checkout / --against: {w0 / w1:.2f}x wall, {c0 / c1:.2f}x CPU")
