@@ -7,7 +7,11 @@ alternating the two run by run (each with its own ``config.yaml`` unless ``--con
 given), prints the ratio of the medians, and checks that both plan the same jobs (rule and
 outputs of every job, from a separate untimed dry run).
 
-Usage: ``python benchmarks/dag_cost.py [--repeats 3] [--configfile FILE] [--against DIR] [--csv FILE]``.
+``--calls`` also counts the Python function calls of one dry run per checkout (cProfile), a
+measure of the planning work that a shared machine's load does not disturb.
+
+Usage: ``python benchmarks/dag_cost.py [--repeats 3] [--configfile FILE] [--against DIR]
+[--csv FILE] [--calls]``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,20 @@ def dry_run(repo: Path, work: str, configfile: str, *extra: str) -> tuple[float,
     return wall, cpu, proc.stdout + proc.stderr
 
 
+def function_calls(repo: Path, work: str, configfile: str) -> int:
+    """Python function calls of one ``snakemake -n -q rules`` (cProfile)."""
+    import pstats
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prof = f"{tmp}/dry.prof"
+        subprocess.run(
+            [sys.executable, "-m", "cProfile", "-o", prof, "-m", "snakemake", "-s", str(repo / "Snakefile"),
+             "-d", work, "--configfile", configfile, "-n", "-q", "rules"],
+            capture_output=True, text=True, check=True,
+        )
+        return pstats.Stats(prof).total_calls
+
+
 def planned_jobs(output: str) -> list[str]:
     """``rule: outputs`` of every job in a (not quiet) dry run's log, sorted."""
     jobs = []
@@ -65,6 +83,9 @@ def main() -> None:
     parser.add_argument("--configfile", default=None, help="default: each checkout's config.yaml")
     parser.add_argument("--against", type=Path, default=None, help="another checkout to time alternately")
     parser.add_argument("--csv", type=Path, default=None, help="also write every run to this CSV file")
+    parser.add_argument("--calls", action="store_true",
+                        help="also count the Python function calls of one dry run per checkout (cProfile): "
+                        "a measure of the planning work that a shared machine's load does not disturb")
     args = parser.parse_args()
     repos = {"this checkout": REPO}
     if args.against:
@@ -80,6 +101,9 @@ def main() -> None:
                 jobs[name] = int(m.group(1)) if m else None
         plans = {name: planned_jobs(dry_run(repo, work, _config(args, repo))[2])
                  for name, repo in repos.items()}
+        calls = {}
+        if args.calls:
+            calls = {name: function_calls(repo, work, _config(args, repo)) for name, repo in repos.items()}
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {os.cpu_count()} CPUs, {platform.system()}, "
           f"Python {platform.python_version()}; {_dt.date.today()}")
@@ -90,6 +114,8 @@ def main() -> None:
         print(f"{name}: dry runs (wall s): " + ", ".join(f"{w:.2f}" for w, _ in runs)
               + "; CPU s: " + ", ".join(f"{c:.2f}" for _, c in runs))
         print(f"{name}: median: {medians[name][0]:.2f} s wall, {medians[name][1]:.2f} s CPU")
+        if name in calls:
+            print(f"{name}: Python function calls of one dry run: {calls[name]:,}")
     if args.csv:
         lines = ["date,machine,checkout,planned_jobs,run,wall_s,cpu_s"]
         where = f"{_dt.date.today()},{machine} {os.cpu_count()} CPUs"
@@ -99,6 +125,8 @@ def main() -> None:
     if args.against:
         (w0, c0), (w1, c1) = medians["this checkout"], medians["--against"]
         print(f"this checkout / --against: {w0 / w1:.2f}x wall, {c0 / c1:.2f}x CPU")
+        if calls:
+            print(f"this checkout / --against: {calls['this checkout'] / calls['--against']:.3f}x calls")
         mine, theirs = set(plans["this checkout"]), set(plans["--against"])
         same = "yes" if mine == theirs else "no"
         print(f"same job set: {same} ({len(mine)} jobs here, {len(theirs)} there)")
