@@ -7,8 +7,8 @@ cluster job), so standard library only: no torch.
 -> GPU; ``auto`` -> GPU in a cluster run (the submit host cannot see the compute nodes; the
 workflow recognises one by Snakemake's job limit, ``--jobs``, see ``rules/common.smk``), else
 when this host has an NVIDIA GPU (:func:`count_gpus`: ``CUDA_VISIBLE_DEVICES``,
-``/proc/driver/nvidia``, ``nvidia-smi -L``; no torch). Fits planned on a GPU take one ``gpu`` slot each, others none,
-so a CPU-only host runs as many fits at once as ``--cores`` allows.
+``/proc/driver/nvidia``, ``nvidia-smi -L``; no torch). Fits planned on a GPU take one ``gpu``
+slot each, others none, so a CPU-only host runs as many fits at once as ``--cores`` allows.
 
 **GPU slots** (:func:`gpu_slots`): one setting, ``fit.fits_per_gpu``; the workflow sets
 Snakemake's ``gpu`` resource to GPUs x ``fits_per_gpu`` where the fits run (a local run, or a
@@ -153,8 +153,8 @@ def fit_cost(
     :param batch: fits of the job run at once in one process (``fit_batch``).
     """
     mpx = _megapixels(size)
-    if spec.get("kind") == "classical":
-        return BASE_MB + math.ceil(SAFETY * 2000 * mpx), 15
+    if spec.get("kind") == "classical":  # BM3D on the CPU: seconds to a minute per image
+        return math.ceil((BASE_MB + 2000 * mpx) * SAFETY), 15
     cost = ARCH_COSTS.get(spec.get("architecture"), DEFAULT_COST)
     predicted = spec.get("width_source") == "predicted"
     width = spec.get("width") or (PREDICTED_WIDTH if predicted else cost.ref_width)
@@ -167,9 +167,13 @@ def fit_cost(
         nets = 2
     cpu_s_per_it = cost.s_per_mpx * scale**1.7 * mpx * nets
     if on_gpu:
+        # the H200 took 4-30 ms per iteration at 256²-512² (small networks are launch-bound):
+        # at least 10 ms, else the two-thread CPU time / 400; fits sharing a GPU are time-sliced,
+        # and a batch of K fits takes about K / 2 times one fit's time (3.3-3.8x at K = 8)
         seconds = iterations * max(0.01, cpu_s_per_it / 400) * fits_per_gpu * max(1.0, batch / 2)
         mem = GPU_HOST_MB + 200 * mpx * batch
     else:
+        # one thread takes 1.8x two threads' time (README); more threads are not counted on
         seconds = iterations * cpu_s_per_it * 2 / min(max(1, threads), 2) * batch
         mem = BASE_MB + cost.mb_per_mpx * scale * mpx * nets * batch
     runtime = (STARTUP_S + seconds) * SAFETY / 60
