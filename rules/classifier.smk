@@ -13,8 +13,7 @@ rule texture_features:
     conda:
         "../envs/dipkit.yaml"
     resources:
-        mem_mb=fixed_mem_mb(3000),
-        runtime=fixed_runtime(30),
+        **fixed_cost(mem_mb=3000, runtime=30),
     params:
         files=feature_files_of,
         crop_multiple=config["crop_multiple"],
@@ -41,8 +40,7 @@ rule classifier:
     conda:
         "../envs/dipkit.yaml"
     resources:
-        mem_mb=fixed_mem_mb(4000),
-        runtime=fixed_runtime(60),
+        **fixed_cost(mem_mb=4000, runtime=60),
     params:
         labels=CLASSIFIER["labels"],
         datasets=CLASSIFIER["datasets"],

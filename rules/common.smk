@@ -349,40 +349,50 @@ def _request(rulename, items):
     return fit_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU)
 
 
-def mem_mb_of(rulename):
-    """The rule's mem_mb resource: estimated per job, times the attempt."""
-
+def _mem_mb_of(rulename):
     def mem_mb(wildcards, attempt):
         return scaled(_request(rulename, tuple(wildcards.items()))[0], attempt)
 
     return _keep_signature(mem_mb)
 
 
-def runtime_of(rulename):
-    """The rule's runtime resource (minutes): estimated per job, times the attempt."""
-
+def _runtime_of(rulename):
     def runtime(wildcards, attempt):
         return scaled(_request(rulename, tuple(wildcards.items()))[1], attempt)
 
     return _keep_signature(runtime)
 
 
-def fixed_mem_mb(mb):
-    """A cheap job's mem_mb: ``mb``, times the attempt."""
+def _times_attempt(value):
+    def resource(wildcards, attempt):
+        return scaled(value, attempt)
 
-    def mem_mb(wildcards, attempt):
-        return scaled(mb, attempt)
-
-    return _keep_signature(mem_mb)
+    return _keep_signature(resource)
 
 
-def fixed_runtime(minutes):
-    """A cheap job's runtime (minutes), times the attempt."""
+# Snakemake uses mem_mb in a local run only under a limit (--resources mem_mb=N), and
+# runtime only when it submits jobs to a cluster: the rules declare them where they are used
+# (every declared resource costs every job of a dry run some 350 Snakemake function calls,
+# 4 % of the default config's; docs/running.md)
+USE_MEM_MB = CLUSTER or "mem_mb" in workflow.global_resources
+USE_RUNTIME = CLUSTER or "runtime" in workflow.global_resources
 
-    def runtime(wildcards, attempt):
-        return scaled(minutes, attempt)
 
-    return _keep_signature(runtime)
+def estimated_cost(rulename):
+    """A fit-type rule's mem_mb and runtime (minutes): estimated per job
+    (dipkit.job_resources), times the attempt; only those in use."""
+    return {
+        **({"mem_mb": _mem_mb_of(rulename)} if USE_MEM_MB else {}),
+        **({"runtime": _runtime_of(rulename)} if USE_RUNTIME else {}),
+    }
+
+
+def fixed_cost(mem_mb, runtime):
+    """A cheap rule's mem_mb and runtime (minutes), times the attempt; only those in use."""
+    return {
+        **({"mem_mb": _times_attempt(mem_mb)} if USE_MEM_MB else {}),
+        **({"runtime": _times_attempt(runtime)} if USE_RUNTIME else {}),
+    }
 
 
 def fit_rows(kind="parquet", methods=None):

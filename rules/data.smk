@@ -35,8 +35,7 @@ rule prepare_dataset:
     conda:
         "../envs/dipkit.yaml"
     resources:
-        mem_mb=fixed_mem_mb(3000),
-        runtime=fixed_runtime(15),
+        **fixed_cost(mem_mb=3000, runtime=15),
     params:
         files=files_of,
         crop_multiple=config["crop_multiple"],

@@ -18,8 +18,7 @@ rule experiment_fit:
     threads: FIT_THREADS
     resources:
         **JOB_GPU,
-        mem_mb=mem_mb_of("experiment_fit"),
-        runtime=runtime_of("experiment_fit"),
+        **estimated_cost("experiment_fit"),
     params:
         spec=experiment_spec_of,
         seed=config["seed"],

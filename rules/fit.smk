@@ -23,8 +23,7 @@ rule fit:
     threads: FIT_THREADS
     resources:
         **FIT_GPU,
-        mem_mb=mem_mb_of("fit"),
-        runtime=runtime_of("fit"),
+        **estimated_cost("fit"),
     params:
         spec=fit_spec_of,
         seed=config["seed"],
@@ -51,8 +50,7 @@ rule fit_batch:
     threads: FIT_THREADS
     resources:
         **JOB_GPU,
-        mem_mb=mem_mb_of("fit_batch"),
-        runtime=runtime_of("fit_batch"),
+        **estimated_cost("fit_batch"),
     params:
         images=batch_images_of,
         specs=batch_specs_of,
@@ -98,8 +96,7 @@ rule isnas_search:
     threads: FIT_THREADS
     resources:
         **JOB_GPU,
-        mem_mb=mem_mb_of("isnas_search"),
-        runtime=runtime_of("isnas_search"),
+        **estimated_cost("isnas_search"),
     params:
         spec=fit_spec_of,
         seed=config["seed"],
@@ -128,8 +125,7 @@ rule isnas_fit:
     threads: FIT_THREADS
     resources:
         **JOB_GPU,
-        mem_mb=mem_mb_of("isnas_fit"),
-        runtime=runtime_of("isnas_fit"),
+        **estimated_cost("isnas_fit"),
     params:
         spec=fit_spec_of,
         seed=config["seed"],

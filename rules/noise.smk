@@ -13,8 +13,7 @@ rule add_noise:
     conda:
         "../envs/dipkit.yaml"
     resources:
-        mem_mb=fixed_mem_mb(3000),
-        runtime=fixed_runtime(10),
+        **fixed_cost(mem_mb=3000, runtime=10),
     params:
         images=images_of,
         seed=noise_seed_of,
@@ -36,8 +35,7 @@ rule score_noisy:
     conda:
         "../envs/dipkit.yaml"
     resources:
-        mem_mb=fixed_mem_mb(3000),
-        runtime=fixed_runtime(15),
+        **fixed_cost(mem_mb=3000, runtime=15),
     params:
         images=images_of,
         seed=noise_seed_of,

@@ -131,15 +131,16 @@ def _jobs(dry_run: str) -> list[dict]:
 
 
 def test_planned_resources_of_a_gpu_config(tmp_path):
-    """fit.device cuda on a host without a GPU (a cluster's submit host): fits take a GPU slot
-    and one thread, BM3D takes none, and mem_mb / runtime follow dipkit.job_resources."""
+    """fit.device cuda planned for a cluster (--jobs) on a host without a GPU (a submit host):
+    fits take a GPU slot and one thread, BM3D takes none, and mem_mb / runtime follow
+    dipkit.job_resources."""
     cfg = {
         "datasets": {"Set9": {"images": ["image_House256rgb", "image_Baboon512rgb"], "gaussian": [25]}},
         "methods": {"ours": {}, "bm3d": {}},
         "fit": {"device": "cuda", "fits_per_gpu": 3},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    jobs = _jobs(_snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n", "--cores", "8"))
+    jobs = _jobs(_snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n", "--jobs", "8"))
     fits = [j for j in jobs if j["rule"] == "fit"]
     assert len(fits) == 4
     methods = plan_methods(cfg)
@@ -156,18 +157,27 @@ def test_planned_resources_of_a_gpu_config(tmp_path):
     big, small = ours["image_Baboon512rgb"], ours["image_House256rgb"]
     assert int(big["resources"]["mem_mb"]) > int(small["resources"]["mem_mb"])
     prepare = next(j for j in jobs if j["rule"] == "prepare_dataset")
-    assert prepare["resources"]["mem_mb"] == "3000" and "gpu" not in prepare["resources"]
+    assert prepare["resources"]["mem_mb"] == "3000" and prepare["resources"]["runtime"] == "15"
+    assert "gpu" not in prepare["resources"]
 
 
 def test_planned_resources_of_a_cpu_config(tmp_path):
-    """fit.device cpu: no GPU slot, fit.cpu_threads threads (as Snakemake threads, which the
-    SLURM plugin turns into --cpus-per-task)."""
+    """fit.device cpu, run locally: no GPU slot, fit.cpu_threads threads (Snakemake threads,
+    which the SLURM plugin turns into --cpus-per-task); mem_mb only under a memory limit (the
+    only use a local run has for it), runtime not at all."""
     cfg = {"datasets": {"Set12": {"images": ["01"], "gaussian": [25]}}, "methods": {"ours": {}},
            "fit": {"device": "cpu", "cpu_threads": 4}}
+    config = str(tmp_path / "config.yaml")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    jobs = _jobs(_snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n", "--cores", "8"))
-    fit = next(j for j in jobs if j["rule"] == "fit")
-    assert fit["threads"] == 4 and "gpu" not in fit["resources"]
+    fit = next(j for j in _jobs(_snakemake(tmp_path, "--configfile", config, "-n", "--cores", "8"))
+               if j["rule"] == "fit")
+    assert fit["threads"] == 4 and not {"gpu", "mem_mb", "runtime"} & set(fit["resources"])
+    limit = ("--resources", "mem_mb=64000")
+    limited = _jobs(_snakemake(tmp_path, "--configfile", config, "-n", "--cores", "8", *limit))
+    fit = next(j for j in limited if j["rule"] == "fit")
+    spec = fit_spec(plan_methods(cfg)["ours"], "Set12", "01", "gaussian25", {"iterations": None})
+    assert int(fit["resources"]["mem_mb"]) == fit_cost(spec, (256, 256), on_gpu=False, threads=4)[0]
+    assert "runtime" not in fit["resources"]
 
 
 def test_auto_fits_ask_for_a_gpu_on_a_cluster(tmp_path):
