@@ -73,14 +73,17 @@ def planned_jobs(output: str) -> list[str]:
     return sorted(jobs)
 
 
-def _label(repo: Path) -> str:
-    """A checkout's name for the CSV: its git commit (``+`` when it has changes), else its folder."""
+def _label(repo: Path, csv: Path | None = None) -> str:
+    """A checkout's name for the CSV: its git commit (``+`` when files other than ``csv`` have
+    changed), else its folder."""
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True, check=False)
     if head.returncode or not head.stdout.strip():
         return repo.name
-    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, check=False).stdout.strip()
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                            capture_output=True, text=True, check=False).stdout.splitlines()
+    mine = csv.resolve() if csv else None
+    dirty = [line for line in status if mine is None or (repo / line[3:]).resolve() != mine]
     return head.stdout.strip() + ("+" if dirty else "")
 
 
@@ -130,7 +133,7 @@ def main() -> None:
     if args.csv:
         lines = ["date,machine,checkout,planned_jobs,run,wall_s,cpu_s"]
         where = f"{_dt.date.today()},{machine} {os.cpu_count()} CPUs"
-        lines += [f"{where},{_label(repos[name])},{jobs[name]},{i + 1},{w:.2f},{c:.2f}"
+        lines += [f"{where},{_label(repos[name], args.csv)},{jobs[name]},{i + 1},{w:.2f},{c:.2f}"
                   for name, runs in times.items() for i, (w, c) in enumerate(runs)]
         args.csv.write_text("\n".join(lines) + "\n")
     if args.against:
