@@ -134,7 +134,8 @@ def slurm_cluster(tmp_path_factory):
     subprocess.run(["/usr/sbin/slurmd", "-N", "localhost"], check=True)
     try:
         for _ in range(60):
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], check=False, capture_output=True, text=True).stdout.split()
+            out = subprocess.run(["sinfo", "-h", "-o", "%t"], check=False, capture_output=True,
+                                 text=True).stdout.split()
             if "idle" in out:
                 break
             time.sleep(1)
@@ -178,8 +179,8 @@ def test_tiny_workflow_on_slurm_equals_a_local_run(slurm_cluster, tmp_path, mirr
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
     # every non-local job went through the cluster: completed jobs stay listed (MinJobAge)
-    listing = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%k|%T"], check=False, capture_output=True,
-                             text=True).stdout
+    listing = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%k|%T"], check=False,
+                             capture_output=True, text=True).stdout
     done = [line for line in listing.splitlines() if line.endswith("|COMPLETED")]
     assert sum("rule_fit" in line for line in done) == 2, listing
     assert any("rule_prepare_dataset" in line for line in done), listing
