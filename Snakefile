@@ -40,3 +40,4 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        rules.job_costs.output,

@@ -149,3 +149,27 @@ TRAJECTORY = [
     Column("psnr_noisy", "float64", "PSNR of the raw output vs the noisy image, dB"),
     Column("ssim_ema", "float64", "SSIM of the EMA output vs clean (data_range 1) every ssim_every iterations, else null"),
 ]
+
+#: ``results/job_costs.parquet``: one row per job with a benchmark record under
+#: ``results/benchmarks/`` (:mod:`dipkit.job_costs`); memory, CPU and I/O are null for a job
+#: that ended before Snakemake's first sample.
+JOB_COSTS = [
+    Column("rule", "string", "rule name"),
+    Column("job", "string", "the job's wildcards as its benchmark path under results/benchmarks/<rule>/"),
+    Column("wall_s", "float64", "wall time of the whole job, seconds"),
+    Column("max_rss_mb", "float64", "peak resident memory of the job's processes, MB (sampled)"),
+    Column("cpu_s", "float64", "CPU time (user + system) of the job's processes, seconds"),
+    Column("io_in_mb", "float64", "bytes read, MB"),
+    Column("io_out_mb", "float64", "bytes written, MB"),
+]
+
+#: ``results/tables/job_costs.{csv,md}`` (in the report): one row per rule, then ``total``.
+JOB_COST_TABLE = [
+    Column("rule", "string", "rule name, or total (all rules)"),
+    Column("jobs", "int64", "jobs with a benchmark record"),
+    Column("wall_s_total", "float64", "wall time of all its jobs, seconds"),
+    Column("wall_s_mean", "float64", "mean wall time of one job, seconds"),
+    Column("wall_s_max", "float64", "longest job, seconds"),
+    Column("max_rss_mb", "float64", "largest peak resident memory of one job, MB (sampled)"),
+    Column("cpu_s_total", "float64", "CPU time of all its jobs, seconds"),
+]

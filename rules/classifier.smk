@@ -8,8 +8,12 @@ rule texture_features:
         "results/features/{dataset}.parquet",
     log:
         "results/logs/texture_features/{dataset}.log",
+    benchmark:
+        "results/benchmarks/texture_features/{dataset}.tsv"
     conda:
         "../envs/dipkit.yaml"
+    resources:
+        **fixed_cost(mem_mb=3000, runtime=30),
     params:
         files=feature_files_of,
         crop_multiple=config["crop_multiple"],
@@ -31,8 +35,12 @@ rule classifier:
         width_files=predicted_width_files(),
     log:
         "results/logs/classifier.log",
+    benchmark:
+        "results/benchmarks/classifier.tsv"
     conda:
         "../envs/dipkit.yaml"
+    resources:
+        **fixed_cost(mem_mb=4000, runtime=60),
     params:
         labels=CLASSIFIER["labels"],
         datasets=CLASSIFIER["datasets"],
@@ -60,6 +68,8 @@ rule relabel:
         md="results/tables/label_agreement.md",
     log:
         "results/logs/relabel.log",
+    benchmark:
+        "results/benchmarks/relabel.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"

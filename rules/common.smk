@@ -1,8 +1,11 @@
 # Helpers shared by all stages -- config validation, the dataset plan, wildcard
 # constraints and input/param functions. No rules here.
 
+import functools
+import inspect
 import re
 import sys
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -23,6 +26,15 @@ from dipkit.config import (
     relabel_methods,
 )
 from dipkit.experiments import arm_spec, split_image
+from dipkit.job_resources import (
+    count_gpus,
+    fit_cost,
+    fits_on_gpu,
+    gpu_slots,
+    image_size,
+    scaled,
+    search_cost,
+)
 from dipkit.manifest import IMAGE_ID_PATTERN, builtin_datasets
 from dipkit.methods import fit_spec
 from dipkit.noise import NOISE_ID_PATTERN, NoiseSpec
@@ -118,13 +130,13 @@ def feature_files_of(wildcards):
 
 def fit_spec_of(wildcards):
     """Everything that defines a fit except its seed (see dipkit.methods.spec)."""
-    return fit_spec(
-        METHODS[wildcards.method],
-        wildcards.dataset,
-        wildcards.image,
-        wildcards.noise,
-        config["fit"],
-    )
+    return _fit_spec(wildcards.method, wildcards.dataset, wildcards.image, wildcards.noise)
+
+
+@functools.lru_cache(maxsize=None)
+def _fit_spec(method, dataset, image, noise):
+    # once per fit: its params and its resources both need it (never modified)
+    return fit_spec(METHODS[method], dataset, image, noise, config["fit"])
 
 
 def experiment_spec_of(wildcards):
@@ -157,14 +169,16 @@ def dataset_sources(wildcards):
     return {"files": [f.path for f in DATASETS[name].files]}
 
 
-def fit_inputs(wildcards):
-    inputs = {
-        "prepared": f"results/prepared/{wildcards.dataset}.npz",
-        "noisy": f"results/noisy/{wildcards.dataset}/{wildcards.noise}.npz",
-    }
+def predicted_width_of(wildcards):
+    """The classifier's width file of a fit with a predicted-width method; none otherwise."""
     if wildcards.method in PREDICTED:
-        inputs["width"] = f"results/classifier/widths/{wildcards.dataset}/{wildcards.image}.txt"
-    return inputs
+        return f"results/classifier/widths/{wildcards.dataset}/{wildcards.image}.txt"
+    return []
+
+
+# the fit rule's width input, only where a method predicts widths (an input function costs
+# every fit job of the plan a call)
+FIT_WIDTH_INPUT = {"width": predicted_width_of} if PREDICTED else {}
 
 
 def predicted_width_images():
@@ -270,6 +284,117 @@ def batch_of_fit(wildcards):
     return BATCH_OF[key].path
 
 
+# --- resources: GPU slots, threads, memory, run time (dipkit.job_resources) ------------
+
+FIT_DEVICE = config["fit"]["device"]
+# Jobs run through a cluster executor: Snakemake was given a job limit (--jobs, as every
+# cluster profile and profiles/slurm do), its own sign of cluster submission (the executor is
+# chosen only after the Snakefile is read), or this is one of the jobs such a run started.
+# The submit host need not have the compute nodes' GPUs (docs/running.md, Where fits run).
+SUBMITS = workflow.nodes is not None and not workflow.remote_exec
+CLUSTER = SUBMITS or workflow.remote_exec
+# GPUs of this host, looked for only where they decide something: `auto` fits run here
+N_GPUS = count_gpus() if FIT_DEVICE == "auto" and not SUBMITS else 0
+ON_GPU = fits_on_gpu(FIT_DEVICE, N_GPUS, CLUSTER)
+FIT_THREADS = 1 if ON_GPU else config["fit"]["cpu_threads"]
+FITS_PER_GPU = config["fit"]["fits_per_gpu"]
+if ON_GPU and not SUBMITS and "gpu" not in workflow.global_resources:
+    # fits sharing this host's GPUs (or a cluster job's): fit.fits_per_gpu each; --resources
+    # gpu=N (or a profile) overrides
+    workflow.global_resources["gpu"] = gpu_slots(FIT_DEVICE, N_GPUS, FITS_PER_GPU)
+
+
+def _fit_gpu(wildcards):
+    """One GPU slot for a fit planned on a GPU; none for a classical method (CPU only)."""
+    return 0 if METHODS[wildcards.method].kind == "classical" else 1
+
+
+# the gpu resource of fit jobs and of the other GPU rules (fit_batch, ISNAS, experiments);
+# none at all on the CPU (every resource costs every job of the plan an evaluation)
+FIT_GPU = {"gpu": _fit_gpu} if ON_GPU else {}
+JOB_GPU = {"gpu": 1} if ON_GPU else {}
+
+
+@functools.lru_cache(maxsize=None)
+def _image_size(dataset, image):
+    """(width, height) of an image as fitted; None when unknown."""
+    if dataset in BUILTIN_FILES:
+        return fitted_size(dataset, image, int(config["crop_multiple"]))
+    if dataset in DATASETS:
+        path = next(f.path for f in DATASETS[dataset].files if f.image == image)
+        return image_size(path, int(config["crop_multiple"]))
+    return None
+
+
+def _cropped(size, spec):
+    crop = spec.get("crop")
+    return size if not (crop and size) else (min(size[0], crop), min(size[1], crop))
+
+
+@functools.lru_cache(maxsize=None)
+def _request(rulename, items):
+    """(mem_mb, runtime_min) of the first attempt of a compute job, by rule name and wildcards."""
+    key = SimpleNamespace(**dict(items))
+    if rulename == "fit_batch":
+        specs = batch_specs_of(key)
+        sizes = [_image_size(key.dataset, i) or (1000, 1000) for i in batch_images_of(key)]
+        size = max(sizes, key=lambda s: s[0] * s[1])
+        options = dict(threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU, batch=len(specs))
+        return fit_cost(specs[0], size, on_gpu=ON_GPU, **options)
+    spec = experiment_spec_of(key) if rulename == "experiment_fit" else fit_spec_of(key)
+    size = _cropped(_image_size(key.dataset, key.image), spec)
+    on_gpu = ON_GPU and spec["kind"] != "classical"
+    if rulename == "isnas_search":
+        return search_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU)
+    return fit_cost(spec, size, on_gpu=on_gpu, threads=FIT_THREADS, fits_per_gpu=FITS_PER_GPU)
+
+
+def _mem_mb_of(rulename):
+    def mem_mb(wildcards, attempt):
+        return scaled(_request(rulename, tuple(wildcards.items()))[0], attempt)
+
+    return _keep_signature(mem_mb)
+
+
+def _runtime_of(rulename):
+    def runtime(wildcards, attempt):
+        return scaled(_request(rulename, tuple(wildcards.items()))[1], attempt)
+
+    return _keep_signature(runtime)
+
+
+def _times_attempt(value):
+    def resource(wildcards, attempt):
+        return scaled(value, attempt)
+
+    return _keep_signature(resource)
+
+
+# Snakemake uses mem_mb in a local run only under a limit (--resources mem_mb=N), and
+# runtime only when it submits jobs to a cluster: the rules declare them where they are used
+# (every declared resource costs every job of a dry run some 350 Snakemake function calls,
+# 4 % of the default config's; docs/running.md)
+USE_MEM_MB = CLUSTER or "mem_mb" in workflow.global_resources
+USE_RUNTIME = CLUSTER or "runtime" in workflow.global_resources
+
+
+def estimated_cost(rulename):
+    """A fit-type rule's mem_mb and runtime (minutes): estimated per job
+    (dipkit.job_resources), times the attempt; only those in use."""
+    return {
+        **({"mem_mb": _mem_mb_of(rulename)} if USE_MEM_MB else {}),
+        **({"runtime": _runtime_of(rulename)} if USE_RUNTIME else {}),
+    }
+
+
+def fixed_cost(mem_mb, runtime):
+    """A cheap rule's mem_mb and runtime (minutes), times the attempt; only those in use."""
+    return {
+        **({"mem_mb": _times_attempt(mem_mb)} if USE_MEM_MB else {}),
+        **({"runtime": _times_attempt(runtime)} if USE_RUNTIME else {}),
+    }
+
+
 def fit_rows(kind="parquet", methods=None):
     """Result files of every planned fit, or of those of ``methods``."""
     return [
@@ -312,7 +437,8 @@ def gallery_inputs(wildcards):
 
 def paper_tables():
     """Tables 3-6 that the planned fits can fill."""
-    kinds = {(NoiseSpec.parse(noise).kind, method) for _, noise, method, _ in FITS}
+    pairs = {(noise, method) for _, noise, method, _ in FITS}
+    kinds = {(NoiseSpec.parse(noise).kind, method) for noise, method in pairs}
     tables = ["table3"] if FITS else []
     if any(k == "poisson" for k, _ in kinds):
         tables.append("table4")
@@ -331,6 +457,12 @@ def has_gaussian_fits():
 
 
 def final_outputs():
+    """Every result file of the plan (the targets of rule all, and the input of job_costs)."""
+    return list(_final_outputs())
+
+
+@functools.lru_cache(maxsize=None)
+def _final_outputs():
     targets = [
         "results/tables/noisy_baseline.csv",
         "results/tables/noisy_baseline.md",
@@ -354,3 +486,19 @@ def final_outputs():
     if RELABEL and fit_rows("parquet", methods=list(RELABEL)):
         targets += ["results/tables/label_agreement.csv", "results/tables/label_agreement.md"]
     return targets
+
+
+# --- planning speed -------------------------------------------------------------------
+# Snakemake reads the signature of every input, params and resources function once per job
+# (inspect.signature, some 30,000 times in a dry run of the default config); a function that
+# carries its signature answers at once (benchmarks/dag_cost.py, README Reruns).
+
+
+def _keep_signature(func):
+    func.__signature__ = inspect.signature(func)
+    return func
+
+
+for _func in list(globals().values()):
+    if inspect.isfunction(_func) and _func.__code__.co_filename.endswith("common.smk"):
+        _keep_signature(_func)

@@ -7,6 +7,8 @@ rule download_dataset:
         directory("results/downloads/{dataset}"),
     log:
         "results/logs/download/{dataset}.log",
+    benchmark:
+        "results/benchmarks/download_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=_alternatives(BUILTIN),
     localrule: True
@@ -26,10 +28,14 @@ rule prepare_dataset:
         "results/prepared/{dataset}.npz",
     log:
         "results/logs/prepare/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=_alternatives(DATASETS),
     conda:
         "../envs/dipkit.yaml"
+    resources:
+        **fixed_cost(mem_mb=3000, runtime=15),
     params:
         files=files_of,
         crop_multiple=config["crop_multiple"],

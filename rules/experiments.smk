@@ -11,11 +11,14 @@ rule experiment_fit:
         image="results/experiments/{experiment}/fits/{dataset}/{noise}/{arm}/{image}.png",
     log:
         "results/logs/experiments/{experiment}/{dataset}/{noise}/{arm}/{image}.log",
+    benchmark:
+        "results/benchmarks/experiment_fit/{experiment}/{dataset}/{noise}/{arm}/{image}.tsv"
     conda:
         "../envs/dipkit.yaml"
-    threads: 1
+    threads: FIT_THREADS
     resources:
-        gpu=1,
+        **JOB_GPU,
+        **estimated_cost("experiment_fit"),
     params:
         spec=experiment_spec_of,
         seed=config["seed"],
@@ -35,6 +38,8 @@ rule experiment:
         table_md="results/experiments/{experiment}/table.md",
     log:
         "results/logs/experiments/{experiment}.log",
+    benchmark:
+        "results/benchmarks/experiment/{experiment}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"

@@ -5,20 +5,25 @@
 
 rule fit:
     input:
-        unpack(fit_inputs),
+        **FIT_WIDTH_INPUT,
+        prepared="results/prepared/{dataset}.npz",
+        noisy="results/noisy/{dataset}/{noise}.npz",
     output:
         row="results/fits/{dataset}/{noise}/{method}/{image}.parquet",
         trajectory="results/fits/{dataset}/{noise}/{method}/{image}.trajectory.parquet",
         image="results/fits/{dataset}/{noise}/{method}/{image}.png",
     log:
         "results/logs/fit/{dataset}/{noise}/{method}/{image}.log",
+    benchmark:
+        "results/benchmarks/fit/{dataset}/{noise}/{method}/{image}.tsv"
     wildcard_constraints:
         method=_alternatives([m for m in FITTED if m not in BATCHED]),
     conda:
         "../envs/dipkit.yaml"
-    threads: 1
+    threads: FIT_THREADS
     resources:
-        gpu=1,
+        **FIT_GPU,
+        **estimated_cost("fit"),
     params:
         spec=fit_spec_of,
         seed=config["seed"],
@@ -35,14 +40,17 @@ rule fit_batch:
         directory("results/fit_batches/{dataset}/{noise}/{method}/batch{batch}"),
     log:
         "results/logs/fit_batch/{dataset}/{noise}/{method}/batch{batch}.log",
+    benchmark:
+        "results/benchmarks/fit_batch/{dataset}/{noise}/{method}/batch{batch}.tsv"
     wildcard_constraints:
         method=_alternatives(BATCHED),
         batch=r"[1-9][0-9]*",
     conda:
         "../envs/dipkit.yaml"
-    threads: 1
+    threads: FIT_THREADS
     resources:
-        gpu=1,
+        **JOB_GPU,
+        **estimated_cost("fit_batch"),
     params:
         images=batch_images_of,
         specs=batch_specs_of,
@@ -61,6 +69,8 @@ rule fit_from_batch:
         image="results/fits/{dataset}/{noise}/{method}/{image}.png",
     log:
         "results/logs/fit_from_batch/{dataset}/{noise}/{method}/{image}.log",
+    benchmark:
+        "results/benchmarks/fit_from_batch/{dataset}/{noise}/{method}/{image}.tsv"
     wildcard_constraints:
         method=_alternatives(BATCHED),
     localrule: True
@@ -77,13 +87,16 @@ rule isnas_search:
         "results/isnas/{dataset}/{noise}/{method}/{image}.json",
     log:
         "results/logs/isnas_search/{dataset}/{noise}/{method}/{image}.log",
+    benchmark:
+        "results/benchmarks/isnas_search/{dataset}/{noise}/{method}/{image}.tsv"
     wildcard_constraints:
         method=_alternatives(SEARCHED),
     conda:
         "../envs/dipkit.yaml"
-    threads: 1
+    threads: FIT_THREADS
     resources:
-        gpu=1,
+        **JOB_GPU,
+        **estimated_cost("isnas_search"),
     params:
         spec=fit_spec_of,
         seed=config["seed"],
@@ -103,13 +116,16 @@ rule isnas_fit:
         image="results/fits/{dataset}/{noise}/{method}/{image}.png",
     log:
         "results/logs/isnas_fit/{dataset}/{noise}/{method}/{image}.log",
+    benchmark:
+        "results/benchmarks/isnas_fit/{dataset}/{noise}/{method}/{image}.tsv"
     wildcard_constraints:
         method=_alternatives(SEARCHED),
     conda:
         "../envs/dipkit.yaml"
-    threads: 1
+    threads: FIT_THREADS
     resources:
-        gpu=1,
+        **JOB_GPU,
+        **estimated_cost("isnas_fit"),
     params:
         spec=fit_spec_of,
         seed=config["seed"],
@@ -127,6 +143,8 @@ rule aggregate_fits:
         trajectories="results/trajectories.parquet",
     log:
         "results/logs/aggregate_fits.log",
+    benchmark:
+        "results/benchmarks/aggregate_fits.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"

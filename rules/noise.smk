@@ -8,8 +8,12 @@ rule add_noise:
         "results/noisy/{dataset}/{noise}.npz",
     log:
         "results/logs/add_noise/{dataset}/{noise}.log",
+    benchmark:
+        "results/benchmarks/add_noise/{dataset}/{noise}.tsv"
     conda:
         "../envs/dipkit.yaml"
+    resources:
+        **fixed_cost(mem_mb=3000, runtime=10),
     params:
         images=images_of,
         seed=noise_seed_of,
@@ -26,8 +30,12 @@ rule score_noisy:
         "results/metrics/noisy/{dataset}/{noise}.parquet",
     log:
         "results/logs/score_noisy/{dataset}/{noise}.log",
+    benchmark:
+        "results/benchmarks/score_noisy/{dataset}/{noise}.tsv"
     conda:
         "../envs/dipkit.yaml"
+    resources:
+        **fixed_cost(mem_mb=3000, runtime=15),
     params:
         images=images_of,
         seed=noise_seed_of,

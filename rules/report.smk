@@ -15,6 +15,8 @@ rule psnr_curves:
         ),
     log:
         "results/logs/figures/psnr_curves_{dataset}_{noise}.log",
+    benchmark:
+        "results/benchmarks/psnr_curves/{dataset}_{noise}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -40,6 +42,8 @@ rule gallery:
         ),
     log:
         "results/logs/figures/gallery_{dataset}_{noise}.log",
+    benchmark:
+        "results/benchmarks/gallery/{dataset}_{noise}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -63,6 +67,8 @@ rule roc_figure:
         ),
     log:
         "results/logs/figures/roc.log",
+    benchmark:
+        "results/benchmarks/roc_figure.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -82,8 +88,34 @@ rule experiment_figure:
         ),
     log:
         "results/logs/figures/experiment_{experiment}.log",
+    benchmark:
+        "results/benchmarks/experiment_figure/{experiment}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
     shell:
         "cp {input} {output} 2> {log}"
+
+
+rule job_costs:
+    input:
+        final_outputs(),
+    output:
+        parquet="results/job_costs.parquet",
+        csv=report(
+            "results/tables/job_costs.csv",
+            caption="report/job_costs.rst",
+            category="Tables",
+            labels={"table": "job costs"},
+        ),
+        md="results/tables/job_costs.md",
+    log:
+        "results/logs/job_costs.log",
+    localrule: True
+    conda:
+        "../envs/dipkit.yaml"
+    params:
+        folder="results/benchmarks",
+        rule_order=[r.name for r in workflow.rules],
+    script:
+        "../workflow_scripts/job_costs.py"

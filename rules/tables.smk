@@ -15,6 +15,8 @@ rule noisy_baseline_table:
         md="results/tables/noisy_baseline.md",
     log:
         "results/logs/tables/noisy_baseline.log",
+    benchmark:
+        "results/benchmarks/noisy_baseline_table.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -38,6 +40,8 @@ rule table2:
         md="results/tables/table2.md",
     log:
         "results/logs/tables/table2.log",
+    benchmark:
+        "results/benchmarks/table2.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"
@@ -62,6 +66,8 @@ rule paper_table:
         md="results/tables/{table}.md",
     log:
         "results/logs/tables/{table}.log",
+    benchmark:
+        "results/benchmarks/paper_table/{table}.tsv"
     localrule: True
     conda:
         "../envs/dipkit.yaml"

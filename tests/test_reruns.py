@@ -44,5 +44,5 @@ def test_code_edits_rerun_only_through_stage_versions(tmp_path, mirror):
     assert '"noise": 1,' in text
     versions.write_text(text.replace('"noise": 1,', '"noise": 2,'))
     out = _snakemake(repo, work, "-n")
-    assert job_counts(out) == {"add_noise": 1, "score_noisy": 1, "noisy_baseline_table": 1, "all": 1}
+    assert job_counts(out) == {"add_noise": 1, "score_noisy": 1, "noisy_baseline_table": 1, "job_costs": 1, "all": 1}
     assert "Params have changed since last execution" in out

@@ -154,7 +154,7 @@ def test_params_change_reruns_only_downstream(tiny_run):
     work, cfg, _ = tiny_run
     proc = run_snakemake(work, "--configfile", str(cfg), "--config", "seed=8", "-n")
     counts = job_counts(proc.stdout + proc.stderr)
-    assert counts == {"add_noise": 5, "score_noisy": 5, "noisy_baseline_table": 1, "all": 1}, counts
+    assert counts == {"add_noise": 5, "score_noisy": 5, "noisy_baseline_table": 1, "job_costs": 1, "all": 1}, counts
 
 
 def test_corrupted_served_file_fails_cleanly(mirror, tmp_path, http_serve):
@@ -255,6 +255,7 @@ def test_default_config_plans_the_full_job_set(tmp_path):
         "psnr_curves": 10,  # one per dataset x noise with fits
         "gallery": 10,
         "roc_figure": 1,
+        "job_costs": 1,  # what every job cost, from their benchmark records
         "all": 1,
     }, counts
     print(f"dry run of the default config: {elapsed:.1f} s")

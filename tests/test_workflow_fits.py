@@ -79,7 +79,7 @@ def test_changing_one_method_reruns_only_its_fits(fitted, tmp_path):
     counts = job_counts(proc.stdout + proc.stderr)
     # Table 3 too; the figures of the one (dataset, noise): its gallery and PSNR curves
     assert counts == {"fit": 2, "aggregate_fits": 1, "table2": 1, "paper_table": 1, "gallery": 1, "psnr_curves": 1,
-                      "all": 1}
+                      "job_costs": 1, "all": 1}
     assert "method=ours" in proc.stdout + proc.stderr
     assert "method=conv_decoder_ours" not in proc.stdout + proc.stderr
 
@@ -101,6 +101,7 @@ def test_adding_a_noise_level_runs_only_the_new_fits(fitted, tmp_path):
         "paper_table": 1,
         "gallery": 1,  # the new (dataset, noise); the sigma-25 gallery's fits stay
         "psnr_curves": 2,  # every curve reads trajectories.parquet, which changes
+        "job_costs": 1,
         "all": 1,
     }
     assert out.count("noise=gaussian50, method=") == 4 and "noise=gaussian25, method=" not in out
