@@ -31,6 +31,7 @@ from torch import nn
 from dipkit.fit.device import backend_flags, peak_memory, reset_peak_memory, synchronize, tune_host_allocator
 from dipkit.fit.engine import ProgressFn, _fit_result, ssim_iterations
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
+from dipkit.fit.stopping import StopMonitor
 from dipkit.metrics import functional as fm
 
 __all__ = ["fit_batch"]
@@ -44,6 +45,7 @@ def fit_batch(
     settings: FitSettings,
     seeds: Sequence[int],
     progress: ProgressFn | None = None,
+    noise_sigma: Sequence[float] | None = None,
 ) -> list[FitResult]:
     """Fit K networks of one architecture, each to its own image, at once.
 
@@ -57,6 +59,9 @@ def fit_batch(
     :param seeds: K perturbation seeds (as ``seed`` of :func:`dipkit.fit.fit`).
     :param progress: optional ``progress(iteration, loss)`` with the batch's summed loss,
         called every ``max(1, iterations // 100)`` iterations and at the last.
+    :param noise_sigma: K noise stds (0-255) for the early-stopping rules, or None to estimate
+        them (as :func:`dipkit.fit.fit`); with ``settings.early_stop_poll`` the batch ends when
+        the rule has fired for every fit.
     :return: one :class:`~dipkit.fit.FitResult` per fit; ``wall_time_s`` and the peak memory
         are the batch's.
     :raises FitDivergedError: naming the fit whose loss or output is not finite.
@@ -75,10 +80,10 @@ def fit_batch(
     tune_host_allocator()
     device = noisy[0].device
     with backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32):
-        return _fit_batch(nets, zs, noisy, clean, settings, seeds, device, progress)
+        return _fit_batch(nets, zs, noisy, clean, settings, seeds, device, progress, noise_sigma)
 
 
-def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress):
+def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, noise_sigma=None):
     from torch.func import functional_call, stack_module_state, vmap
 
     k, n, w, std = len(nets), int(s.iterations), float(s.exp_weight), float(s.reg_noise_std)
@@ -109,6 +114,8 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress):
     dims = tuple(range(1, y.dim()))
     out_avg = None
     progress_every = max(1, n // 100)
+    monitor = StopMonitor(y[:, 0], noise_sigma, n, s.stop_params)  # every rule, for the K fits
+    done = n
 
     reset_peak_memory(device)
     synchronize(device)
@@ -143,9 +150,13 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress):
             slot = ssim_slot.get(i + 1)
             if slot is not None:
                 ssim_vals[slot] = fm.ssim(out_avg.flatten(0, 1), x.flatten(0, 1), s.ssim_data_range)
+            monitor.update(o[:, 0], out_avg[:, 0])
         optimizer.step()
         if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
             progress(i + 1, float(losses.detach().sum()))
+        if s.early_stop_poll and (i + 1) % s.early_stop_poll == 0 and monitor.should_stop(s.early_stop):
+            done = i + 1
+            break
     with torch.no_grad():
         final_raw = forward(params, buffers, z)
         final = final_raw if w == 0.0 else out_avg * w + final_raw * (1.0 - w)
@@ -153,8 +164,9 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress):
     wall = time.perf_counter() - t0
     peak = peak_memory(device)
 
-    host = rec.cpu().numpy()
-    ssim_host = ssim_vals.cpu().numpy()
+    host = rec[:, :, :done].cpu().numpy()
+    kept = [j for j, it in enumerate(ssim_iters) if it <= done]
+    ssim_iters, ssim_host = [ssim_iters[j] for j in kept], ssim_vals.cpu().numpy()[kept]
     results = []
     for j in range(k):
         if not np.isfinite(host[0, j]).all() or not bool(torch.isfinite(final[j]).all()):
@@ -163,5 +175,5 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress):
             raise FitDivergedError(f"fit {j} of the batch diverged: the loss is not finite at iteration {it} of {n}", it)
         truth = None if x is None else x[j]
         results.append(_fit_result(host[:, j], ssim_iters, ssim_host[:, j], final[j], y[j], truth, s, int(seeds[j]),
-                                   wall=wall, device=device, peak=peak))
+                                   wall=wall, device=device, peak=peak, monitor=(monitor, j)))
     return results

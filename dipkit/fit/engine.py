@@ -22,6 +22,7 @@ from dipkit.fit.device import (
     tune_host_allocator,
 )
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
+from dipkit.fit.stopping import StopMonitor
 from dipkit.metrics import functional as fm
 
 __all__ = ["fit", "make_input", "resolve_cpu_layout"]
@@ -244,6 +245,7 @@ def fit(
     settings: FitSettings,
     seed: int,
     progress: ProgressFn | None = None,
+    noise_sigma: float | None = None,
 ) -> FitResult:
     """Fit ``net`` so that ``net(z + perturbation)`` reproduces ``noisy``; the paper's loop.
 
@@ -265,6 +267,8 @@ def fit(
     :param progress: optional ``progress(iteration, loss)`` called every
         ``max(1, iterations // 100)`` iterations and at the last one (reads the loss, so it
         synchronises the device when given).
+    :param noise_sigma: the noise std (0-255) for the early-stopping rules that need one
+        (:mod:`dipkit.fit.stopping`); ``None`` estimates it from ``noisy``.
     :return: :class:`FitResult`.
     :raises FitDivergedError: when the loss becomes non-finite (unless backtracking), or
         the final output is non-finite.
@@ -282,7 +286,7 @@ def fit(
     layout = resolve_cpu_layout(net, settings.cpu_layout) if device.type == "cpu" else "nchw"
     with cuda_ctx, backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32), \
             _network_layout(net, layout):
-        return _fit(net, z, noisy, clean, settings, int(seed), progress, device, layout)
+        return _fit(net, z, noisy, clean, settings, int(seed), progress, device, layout, noise_sigma)
 
 
 def resolve_cpu_layout(net: nn.Module, setting: str = "auto") -> str:
@@ -320,6 +324,7 @@ def _fit(
     progress: ProgressFn | None,
     device: torch.device,
     layout: str = "nchw",
+    noise_sigma: float | None = None,
 ) -> FitResult:
     n = int(s.iterations)
     w = float(s.exp_weight)
@@ -361,6 +366,9 @@ def _fit(
     backtrack_iters: list[int] = []
     progress_every = max(1, n // 100)
     out_avg: torch.Tensor | None = None
+    monitor = StopMonitor(noisy, noise_sigma, n, s.stop_params)  # every early-stopping rule, on the device
+    poll = s.early_stop_poll
+    done = n
 
     reset_peak_memory(device)
     synchronize(device)
@@ -429,6 +437,7 @@ def _fit(
                 j = ssim_slot.get(i + 1)
                 if j is not None:
                     ssim_vals[j : j + 1] = fm.ssim(out_avg, clean, s.ssim_data_range)
+            monitor.update(o, out_avg)
 
         if watch is not None and (i + 1) % s.divergence_check_every == 0:
             if watch.push(loss.detach()):
@@ -441,6 +450,9 @@ def _fit(
             optimizer.step()
         if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
             progress(i + 1, float(loss.detach()))
+        if poll and (i + 1) % poll == 0 and monitor.should_stop(s.early_stop):
+            done = i + 1
+            break
 
     assert out_avg is not None
     with torch.no_grad():
@@ -451,7 +463,7 @@ def _fit(
     wall = time.perf_counter() - t0
     peak_bytes, peak_kind = peak_memory(device)
 
-    rec_host = rec.cpu().numpy()
+    rec_host = rec[:, :done].cpu().numpy()
     first_bad = _first_nonfinite(rec_host[0])
     if first_bad is not None and snapshot is None:
         raise _diverged(first_bad, n, float(rec_host[0, first_bad - 1]))
@@ -460,9 +472,11 @@ def _fit(
             f"fit diverged: the final output net(z) is not finite after {n} iterations", n + 1
         )
 
+    kept = [j for j, k in enumerate(ssim_iters) if k <= done]
     return _fit_result(
-        rec_host, ssim_iters, ssim_vals.cpu().numpy(), final, noisy, clean, s, seed,
+        rec_host, [ssim_iters[j] for j in kept], ssim_vals.cpu().numpy()[kept], final, noisy, clean, s, seed,
         wall=wall, device=device, peak=(peak_bytes, peak_kind), backtrack_iters=backtrack_iters,
+        monitor=(monitor, 0),
     )
 
 
@@ -480,6 +494,7 @@ def _fit_result(
     device: torch.device,
     peak: tuple[int, str],
     backtrack_iters: Sequence[int] = (),
+    monitor: tuple[StopMonitor, int] | None = None,
 ) -> FitResult:
     """The :class:`FitResult` of one finished fit (shared with :mod:`dipkit.fit.batched`).
 
@@ -487,6 +502,7 @@ def _fit_result(
         SSE(smoothed, clean), SSE(raw, noisy).
     :param ssim_iters: the 1-based iterations of ``ssim_vals`` (SSIM of the smoothed output).
     :param final: the scored output ``[1, C, H, W]`` on the fit's device.
+    :param monitor: the fit's early-stopping monitor and the fit's index in it.
     """
     n = rec_host.shape[1]
     numel = noisy.numel()
@@ -527,8 +543,13 @@ def _fit_result(
         psnr_last = ssim_last = ssim_last_paper = psnr_input = math.nan
         psnr_peak, peak_it, psnr_peak_raw = math.nan, None, math.nan
 
+    stops, signals, stop_sigma = {}, {}, math.nan
+    if monitor is not None:
+        mon, j = monitor
+        stops, signals, stop_sigma = mon.result(final, clean, j), mon.signal_trajectories(j), mon.sigma_255[j]
+    chosen = final if s.early_stop == "off" else stops[s.early_stop].output
     return FitResult(
-        output=final.detach().to(device="cpu", dtype=torch.float32).contiguous(),
+        output=chosen.detach().to(device="cpu", dtype=torch.float32).contiguous(),
         trajectory=trajectory,
         ssim_trajectory=ssim_trajectory,
         psnr_last=psnr_last,
@@ -547,4 +568,7 @@ def _fit_result(
         backtrack_iterations=tuple(backtrack_iters),
         seed=seed,
         settings=s,
+        stops=stops,
+        stop_signals=signals,
+        stop_sigma=stop_sigma,
     )

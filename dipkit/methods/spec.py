@@ -3,7 +3,9 @@
 A fit spec is a plain, JSON-serialisable dict holding everything that defines a fit's
 result except the seed: architecture and its options (with the per-image width filled
 in), iterations, learning rate, EMA weight, input perturbation and scale, SSIM cadence,
-backtracking, dtype and CPU layout. The workflow passes it to the fit rule as a param, so
+backtracking, dtype, CPU layout and, when one is set, the early-stopping rule whose output
+the fit returns (``early_stop``; absent when off, so configs that never set it keep the
+params, and the fits, they had). The workflow passes it to the fit rule as a param, so
 changing any of these for one method reruns exactly that method's fits. Torch-free.
 """
 
@@ -25,6 +27,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "autocast": "off",
     "compile": "off",
     "cpu_layout": "auto",
+    "early_stop": "off",
 }
 
 
@@ -39,6 +42,7 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         arch["width"], width_source = None, "predicted"
     else:
         width_source = "fixed" if "width" in arch else "preset"
+    stops = cfg["early_stop"] != "off" and method.kind != "classical"
     iterations = method.iterations if cfg["iterations"] is None or method.kind == "classical" else int(cfg["iterations"])
     return {
         "method": method.name,
@@ -60,4 +64,5 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         "compile": str(cfg["compile"]),
         "cpu_layout": str(cfg["cpu_layout"]),
         **({"search": dict(method.search)} if method.kind == "isnas" else {}),
+        **({"early_stop": str(cfg["early_stop"])} if stops else {}),
     }
