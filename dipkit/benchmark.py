@@ -190,7 +190,7 @@ def fit_settings(spec: Mapping, poll: int = 0, stop_params=None):
         cpu_layout=spec.get("cpu_layout", "auto"),
         early_stop=spec.get("early_stop", "off"),
         early_stop_poll=int(poll),
-        stop_params=stop_params or StopParams(),
+        stop_params=stop_params or StopParams(**spec.get("stopping", {})),
     )
 
 

@@ -42,7 +42,7 @@ import torch
 
 from dipkit.schemas import STOP_RULES
 
-__all__ = ["STOP_RULES", "StopMonitor", "StopParams", "StopRecord", "clipped_noise_variance"]
+__all__ = ["STOP_RULES", "StopMonitor", "StopParams", "StopRecord", "clipped_noise_variance", "replay"]
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,32 @@ class StopMonitor:
         residual over the noise variance expected there)."""
         host = self.signals[:, fit, : int(self.t)].cpu().numpy()
         return {"wmv_variance": host[0].copy(), "discrepancy_ratio": host[1].copy()}
+
+
+def replay(signals: dict[str, np.ndarray], params: StopParams | None = None) -> dict[str, tuple[int, int]]:
+    """The rules' decisions from one fit's recorded signals (:attr:`FitResult.stop_signals`),
+    for tuning :class:`StopParams` without refitting: the same decisions as
+    :meth:`StopMonitor.update` makes online (tested).
+
+    :return: ``{rule: (fired, kept)}``: the 1-based iteration the rule fired at (0: never)
+        and the iteration of its output (0: never fired, so it returns the final output).
+    """
+    p = params or StopParams()
+    var = np.asarray(signals["wmv_variance"], np.float64)
+    ratio = np.asarray(signals["discrepancy_ratio"], np.float64)
+    out = {}
+    best, best_t, fired = math.inf, 0, 0
+    for t, v in enumerate(var, start=1):
+        if v < best:
+            best, best_t = v, t
+        if best_t > 0 and t - best_t >= p.wmv_patience:
+            fired = t
+            break
+    out["wmv"] = (fired, best_t if fired else 0)
+    hits = np.flatnonzero(ratio <= p.discrepancy_tau)
+    first = int(hits[0]) + 1 if hits.size else 0
+    out["discrepancy"] = (first, first)
+    return out
 
 
 def _dots(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
