@@ -36,11 +36,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 #: The study's photos (scikit-image's bundled data; none is in Set9, Set12, CBSD68 or PolyU).
 STUDY_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
@@ -75,7 +75,8 @@ def noisy_image(clean: np.ndarray, name: str, size: int, sigma: int, seed: int) 
     from dipkit.noise import NoiseSpec, add_noise
     from dipkit.seeding import derive_seed
 
-    return add_noise(clean, NoiseSpec("gaussian", sigma), derive_seed(seed, "early_stopping", name, size, sigma))
+    seed = derive_seed(seed, "early_stopping", name, size, sigma)
+    return add_noise(clean, NoiseSpec("gaussian", sigma), seed)
 
 
 def device_name(device: str) -> str:
@@ -169,8 +170,8 @@ def run(args: argparse.Namespace) -> None:
                             "iterations": args.iterations}
                     if tuple(str(task[k]) for k in KEY) in done:
                         continue
-                    task.update(seed=args.seed, device=args.device, threads=args.threads, signals=args.signals,
-                                bm3d=not args.no_bm3d, cache_dir=args.cache_dir)
+                    task.update(seed=args.seed, device=args.device, threads=args.threads,
+                                signals=args.signals, bm3d=not args.no_bm3d, cache_dir=args.cache_dir)
                     tasks.append(task)
     print(f"{len(tasks)} fits to run, {len(rows)} already in {out}", flush=True)
     if args.workers <= 1:
@@ -277,8 +278,8 @@ def tune(args: argparse.Namespace) -> None:
             gains.append(psnr - float(r["psnr_last"]))
             its.append(stop if stop else n)
             fired += bool(stop)
-        lines.append(f"| {rule} | {name} {value} | {np.mean(gaps):.2f} | {np.max(gaps):.2f} | {np.min(gains):.2f} "
-                     f"| {np.mean(its):.0f} | {fired}/{len(runs)} |")
+        lines.append(f"| {rule} | {name} {value} | {np.mean(gaps):.2f} | {np.max(gaps):.2f} "
+                     f"| {np.min(gains):.2f} | {np.mean(its):.0f} | {fired}/{len(runs)} |")
     print("\n".join(lines))
 
 

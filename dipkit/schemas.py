@@ -155,7 +155,7 @@ def upgrade_fit_rows(table):
 
     names = table.schema.names
     fit_names = [c.name for c in FIT_ROWS]
-    missing = [n for n in FIT_ROWS_ADDED if n not in names]
+    missing = sorted((n for n in FIT_ROWS_ADDED if n not in names), key=fit_names.index)  # insert in order
     if not missing or names != [n for n in fit_names if n not in missing]:
         return table
     for name in missing:

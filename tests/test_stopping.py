@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import synthetic_image
+
 from dipkit.fit import FitSettings, fit, make_input
 from dipkit.fit.batched import fit_batch
 from dipkit.fit.stopping import STOP_RULES, StopMonitor, StopParams, clipped_noise_variance, replay
@@ -64,7 +64,8 @@ def test_no_rule_stops_a_trajectory_that_only_improves():
     n, params = 400, StopParams(wmv_window=10, wmv_patience=40)
     gray = torch.full_like(x, 0.5)
     flicker = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype)
-    outs = [x + (gray - x) * (1 - t / n) * 0.8 + 0.05 * (1.1 - t / n) * (-1) ** t * flicker for t in range(1, n + 1)]
+    outs = [x + (gray - x) * (1 - t / n) * 0.8 + 0.05 * (1.1 - t / n) * (-1) ** t * flicker
+            for t in range(1, n + 1)]
     m = StopMonitor(y, SIGMA, n, params)
     _feed(m, outs, outs)
     final = outs[-1]
@@ -84,7 +85,8 @@ def test_discrepancy_fires_where_the_residual_meets_the_clipped_noise_variance()
     x, y = _images(size=24)
     n, tau = 300, 1.0
     gray = torch.full_like(x, 0.5)
-    path = [gray + (x - gray) * min(1.0, 2 * t / n) + (y - x) * max(0.0, 2 * t / n - 1) for t in range(1, n + 1)]
+    path = [gray + (x - gray) * min(1.0, 2 * t / n) + (y - x) * max(0.0, 2 * t / n - 1)
+            for t in range(1, n + 1)]
     m = StopMonitor(y, SIGMA, n, StopParams(discrepancy_tau=tau))
     _feed(m, path, path)
     resid = np.array([float(((p - y) ** 2).mean()) for p in path])
@@ -109,7 +111,8 @@ def test_clipped_noise_variance_matches_monte_carlo():
     assert got[0] == pytest.approx(s * s / 2, rel=1e-6)  # at 0 half the noise is clipped to 0
     assert got[3] < s * s  # even mid-gray loses some variance at sigma 50
     small = 15 / 255  # 8.5 sigma from either bound: no clipping
-    mid = clipped_noise_variance(torch.tensor(0.5, dtype=torch.float64), torch.tensor(small, dtype=torch.float64))
+    f64 = torch.float64
+    mid = clipped_noise_variance(torch.tensor(0.5, dtype=f64), torch.tensor(small, dtype=f64))
     assert float(mid) == pytest.approx(small**2, rel=1e-9)
 
 
@@ -127,20 +130,23 @@ def test_batched_monitor_decides_each_fit_on_its_own():
         _feed(single, per_fit[j], per_fit[j])
         got, want = m.result(batch[-1][j:j + 1], x[j:j + 1], fit=j), single.result(per_fit[j][-1], x[j:j + 1])
         for rule in STOP_RULES:
-            assert (got[rule].stop_iteration, got[rule].iteration) == (want[rule].stop_iteration, want[rule].iteration)
+            assert got[rule].stop_iteration == want[rule].stop_iteration
+            assert got[rule].iteration == want[rule].iteration
             assert torch.equal(got[rule].output, want[rule].output)
     assert [m.result(batch[-1][j:j + 1], fit=j)["wmv"].triggered for j in range(3)] == [True, False, True]
     assert not m.should_stop("wmv")  # one fit has not stopped
 
 
 def test_estimated_sigma_when_none_is_given():
-    x, y = _images(size=64)
+    _, y = _images(size=64)
     m = StopMonitor(y, None, 10)
     assert m.sigma_255[0] == pytest.approx(SIGMA, rel=0.2)
 
 
 @pytest.mark.parametrize("bad, what", [
-    ({"wmv_window": 1}, "wmv_window"), ({"wmv_patience": 0}, "wmv_patience"), ({"discrepancy_tau": 0.0}, "tau"),
+    ({"wmv_window": 1}, "wmv_window"),
+    ({"wmv_patience": 0}, "wmv_patience"),
+    ({"discrepancy_tau": 0.0}, "tau"),
 ])
 def test_bad_parameters_are_named(bad, what):
     with pytest.raises(ValueError, match=what):
@@ -159,8 +165,8 @@ def test_bad_fit_settings_are_named(bad, what):
 
 def test_defaults_agree_across_config_spec_and_params():
     import yaml
-
     from conftest import REPO
+
     from dipkit.methods import FIT_DEFAULTS
 
     schema = yaml.safe_load((REPO / "schemas/config.schema.yaml").read_text())
@@ -184,56 +190,54 @@ def _tiny_fit(settings, size=16, seed=0, dtype=torch.float64):
 FAST = StopParams(wmv_window=8, wmv_patience=25, discrepancy_tau=1.3)
 
 
-def test_replay_makes_the_online_decisions():
+@pytest.fixture(scope="module")
+def full_fit():
+    """A tiny float64 fit run to its end with early stopping off."""
+    s = FitSettings(iterations=160, lr=0.02, stop_params=FAST)
+    return fit(*_tiny_fit(s), s, seed=1, noise_sigma=SIGMA)
+
+
+def test_off_returns_the_final_output_and_records_every_rule(full_fit):
+    r = full_fit
+    assert r.iterations == 160 and set(r.stops) == set(STOP_RULES)
+    err = float(((r.output.double() - _images()[0]) ** 2).mean())
+    assert r.psnr_last == pytest.approx(10 * math.log10(1 / err), abs=1e-4)  # the output is the final one
+    for rec in r.stops.values():
+        assert math.isfinite(rec.psnr) and 0 < rec.ssim <= 1 and 1 <= rec.iteration <= 160
+    assert r.stop_sigma == SIGMA and len(r.stop_signals["wmv_variance"]) == 160
+    assert r.stops["wmv"].triggered  # the tiny fit does overfit
+
+
+def test_replay_makes_the_online_decisions(full_fit):
     """The offline replay of recorded signals (used to tune parameters) decides as the monitor."""
-    s = FitSettings(iterations=150, lr=0.02, stop_params=FAST)
-    r = fit(*_tiny_fit(s), s, seed=1, noise_sigma=SIGMA)
-    for params in (FAST, StopParams(wmv_window=8, wmv_patience=60, discrepancy_tau=1.1)):
-        decisions = replay(r.stop_signals, params)
-        if params == FAST:
-            for rule in STOP_RULES:
-                rec = r.stops[rule]
-                assert decisions[rule] == ((rec.stop_iteration, rec.iteration) if rec.triggered else (0, 0))
-    assert any(rec.triggered for rec in r.stops.values())  # the tiny fit does overfit
+    decisions = replay(full_fit.stop_signals, FAST)
+    for rule in STOP_RULES:
+        rec = full_fit.stops[rule]
+        assert decisions[rule] == ((rec.stop_iteration, rec.iteration) if rec.triggered else (0, 0))
 
 
-def test_a_fit_that_ends_early_returns_what_the_full_fit_records():
+def test_a_fit_that_ends_early_returns_what_the_full_fit_records(full_fit):
     """early_stop_poll ends the loop soon after the rule fires; the output and the trajectory up
     to there equal those of the same fit run to the end (CPU, float64, same seed)."""
-    full = FitSettings(iterations=200, lr=0.02, stop_params=FAST, early_stop="wmv")
-    short = FitSettings(iterations=200, lr=0.02, stop_params=FAST, early_stop="wmv", early_stop_poll=10)
-    a = fit(*_tiny_fit(full), full, seed=1, noise_sigma=SIGMA)
+    short = FitSettings(iterations=160, lr=0.02, stop_params=FAST, early_stop="wmv", early_stop_poll=10)
     b = fit(*_tiny_fit(short), short, seed=1, noise_sigma=SIGMA)
-    rec = a.stops["wmv"]
-    assert rec.triggered and rec.stop_iteration < 200
-    assert b.iterations == math.ceil(rec.stop_iteration / 10) * 10 < 200
+    rec = full_fit.stops["wmv"]
+    assert b.iterations == math.ceil(rec.stop_iteration / 10) * 10 < 160
     assert b.stops["wmv"].stop_iteration == rec.stop_iteration and b.stops["wmv"].iteration == rec.iteration
-    assert torch.equal(a.output, rec.output) and torch.equal(b.output, a.output)  # the rule's output
-    np.testing.assert_array_equal(b.trajectory["psnr_ema"], a.trajectory["psnr_ema"][: b.iterations])
-    assert b.psnr_last != a.psnr_last  # the scores of the final output are of the shorter run
-
-
-def test_off_returns_the_final_output_and_records_every_rule():
-    s = FitSettings(iterations=120, lr=0.02, stop_params=FAST)
-    r = fit(*_tiny_fit(s), s, seed=1, noise_sigma=SIGMA)
-    assert r.iterations == 120 and set(r.stops) == set(STOP_RULES)
-    assert r.psnr_last == pytest.approx(float(10 * np.log10(1 / ((r.output.double() - _images()[0]) ** 2).mean())),
-                                        abs=1e-4)
-    for rec in r.stops.values():
-        assert math.isfinite(rec.psnr) and 0 < rec.ssim <= 1 and 1 <= rec.iteration <= 120
-    assert r.stop_sigma == SIGMA and len(r.stop_signals["wmv_variance"]) == 120
+    assert torch.equal(b.output, rec.output)  # the rule's output, as the full fit recorded it
+    np.testing.assert_array_equal(b.trajectory["psnr_ema"], full_fit.trajectory["psnr_ema"][: b.iterations])
 
 
 def test_batched_fits_record_the_rules_of_single_fits():
     """In float64 a batch of fits stops where each fit alone stops."""
-    s = FitSettings(iterations=120, lr=0.02, stop_params=FAST)
+    s = FitSettings(iterations=100, lr=0.02, stop_params=FAST)
     singles, parts = [], []
     for seed in (0, 1):
         net, z, y, x = _tiny_fit(s, seed=seed)
         parts.append((net, z, y, x))
         singles.append(fit(*_tiny_fit(s, seed=seed), s, seed=seed + 5, noise_sigma=SIGMA))
-    batch = fit_batch([p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts], [p[3] for p in parts],
-                      s, [5, 6], noise_sigma=[SIGMA, SIGMA])
+    nets, zs, ys, xs = (list(col) for col in zip(*parts))
+    batch = fit_batch(nets, zs, ys, xs, s, [5, 6], noise_sigma=[SIGMA, SIGMA])
     for one, b in zip(singles, batch):
         for rule in STOP_RULES:
             assert (b.stops[rule].stop_iteration, b.stops[rule].iteration) == (
@@ -260,3 +264,43 @@ def test_cuda_monitor_never_synchronises_and_matches_the_cpu():
     a, b = cpu.result(outs[-1], x), gpu.result(cuda_outs[-1], x.cuda())
     for rule in STOP_RULES:
         assert (a[rule].stop_iteration, a[rule].iteration) == (b[rule].stop_iteration, b[rule].iteration)
+
+
+# ----------------------------------------------------------------------------- dipkit denoise
+
+
+def test_denoise_stops_early_and_says_where(tmp_path):
+    """denoise() (what the CLI calls) ends the fit when its rule fires and returns what the same
+    fit run to its end records for that rule; the message names the iteration and the rule."""
+    from dipkit.cli import stop_message
+    from dipkit.denoise import denoise
+
+    clean = synthetic_image(32, 32, 3, seed=4)
+    noise = np.random.default_rng(5).normal(0, 25 / 255, clean.shape)
+    noisy = np.clip(clean + noise, 0, 1).astype(np.float32)
+    params = StopParams(discrepancy_tau=8.0)
+    kw = {"width": 8, "sigma": 25, "iterations": 120, "device": "cpu", "early_stop": "discrepancy",
+          "stop_params": params, "cache_dir": tmp_path}
+    short = denoise(noisy, **kw)
+    full = denoise(noisy, **kw, clean=clean, full_length=True)
+    rec = full["fit"].stops["discrepancy"]
+    assert rec.triggered and short["stop"].stop_iteration == rec.stop_iteration
+    assert short["iterations_run"] == math.ceil(rec.stop_iteration / 25) * 25 < 120 == full["iterations_run"]
+    np.testing.assert_array_equal(short["output"], full["output"])
+    message = stop_message(short)
+    assert f"stopped at iteration {short['iterations_run']} of 120 (discrepancy" in message
+    assert f"returned the output of iteration {rec.iteration}" in message and "s saved" in message
+
+
+@pytest.mark.parametrize("flag, expected", [
+    ((), "early stopping (wmv) did not fire within the cap of 30 iterations"),
+    (("--no-early-stop",), "early stopping off: ran all 30 iterations"),
+])
+def test_cli_reports_early_stopping(tmp_path, flag, expected):
+    from test_cli import _noisy_pair, dipkit
+
+    _, _, path = _noisy_pair(tmp_path, 32, 32, 3)
+    proc = dipkit("denoise", str(path), "-o", str(tmp_path / "out.png"), "--width", "8", "--sigma", "25",
+                  "--iterations", "30", *flag)
+    assert proc.returncode == 0, proc.stderr
+    assert expected in proc.stderr and "30/30 loss" in proc.stderr
