@@ -15,7 +15,7 @@ Commands::
         --methods ours --sizes 128 --sigmas 15 25 50
     python benchmarks/early_stopping.py summary docs/early-stopping/fits.csv \\
         --out docs/early-stopping/summary.csv
-    python benchmarks/early_stopping.py tune results/early_stopping/signals --patience 300 500 1000
+    python benchmarks/early_stopping.py tune results/early_stopping/signals --threshold 0.1 0.15 0.2
 
 ``run`` appends one row per fit to ``--out`` (rewritten atomically after every fit) and skips
 the fits already there, so an interrupted run continues where it stopped; ``--workers N``
@@ -174,6 +174,10 @@ def run(args: argparse.Namespace) -> None:
                                 signals=args.signals, bm3d=not args.no_bm3d, cache_dir=args.cache_dir)
                     tasks.append(task)
     print(f"{len(tasks)} fits to run, {len(rows)} already in {out}", flush=True)
+    if "ours" in args.methods and tasks:
+        from dipkit.denoise import width_classifier
+
+        width_classifier(args.cache_dir)  # trained (or loaded) once, before the workers need it
     if args.workers <= 1:
         results = map(fit_cell, tasks)
     else:
@@ -268,6 +272,7 @@ def tune(args: argparse.Namespace) -> None:
              "|---|---|---|---|---|---|---|"]
     grid = [("wmv", "patience", v, StopParams(wmv_patience=v)) for v in args.patience]
     grid += [("discrepancy", "tau", v, StopParams(discrepancy_tau=v)) for v in args.tau]
+    grid += [("whiteness", "threshold", v, StopParams(whiteness_threshold=v)) for v in args.threshold]
     for rule, name, value, params in grid:
         gaps, gains, its, fired = [], [], [], 0
         for r in runs:
@@ -310,7 +315,8 @@ def main(argv=None) -> None:
     t = sub.add_parser("tune", help="replay the rules on recorded signals with other parameters")
     t.add_argument("signals")
     t.add_argument("--patience", type=int, nargs="+", default=[200, 300, 500, 700, 1000])
-    t.add_argument("--tau", type=float, nargs="+", default=[0.95, 1.0, 1.02, 1.05, 1.1])
+    t.add_argument("--tau", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9, 1.0])
+    t.add_argument("--threshold", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.25])
     t.set_defaults(func=tune)
     args = p.parse_args(argv)
     args.func(args)

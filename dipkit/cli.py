@@ -114,6 +114,7 @@ def stop_message(result: dict) -> str:
     why = {
         "wmv": "the variance of the last outputs had not reached a new low for {p} iterations",
         "discrepancy": "the residual fell to the noise level (sigma {s:.1f})",
+        "whiteness": "the residual turned from image structure into noise with its smooth part fitted",
     }[rule].format(p=result["fit"].settings.stop_params.wmv_patience, s=result["sigma"])
     if not rec.triggered:
         return (f"early stopping ({rule}) did not fire within the cap of {cap} iterations: returned the "
@@ -164,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most Adam steps (default 3000, as the paper); the fit stops earlier when the "
                    "early-stopping rule fires")
     d.add_argument("--early-stop", default=DEFAULT_EARLY_STOP, choices=choices, metavar="RULE",
-                   help=f"early-stopping rule: wmv (the variance of the outputs; needs no noise level) or "
-                   f"discrepancy (residual vs the noise level), or off (default {DEFAULT_EARLY_STOP}; "
-                   "docs/early-stopping.md)")
+                   help="early-stopping rule: whiteness (of the residual) or wmv (variance of the outputs), "
+                   "which need no noise level, discrepancy (residual vs the noise level), or off "
+                   f"(default {DEFAULT_EARLY_STOP}; docs/early-stopping.md)")
     d.add_argument("--no-early-stop", dest="early_stop", action="store_const", const="off",
                    help="run every iteration and return the last output (the paper's setting)")
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

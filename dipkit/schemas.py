@@ -67,7 +67,7 @@ def make_table(rows: list[dict], columns: list[Column]):
 
 #: The no-reference early-stopping rules (:mod:`dipkit.fit.stopping`); each adds the
 #: ``<rule>_*`` columns of :data:`FIT_ROWS`.
-STOP_RULES = ("wmv", "discrepancy")
+STOP_RULES = ("wmv", "discrepancy", "whiteness")
 
 
 def _stop_columns() -> list[Column]:

@@ -100,6 +100,34 @@ def test_discrepancy_fires_where_the_residual_meets_the_clipped_noise_variance()
     np.testing.assert_allclose(ratio, resid / expected, rtol=2e-3)  # the table and the pixel grid
 
 
+def _lag_one(r):
+    """Lag-one autocorrelation of a residual [K, C, H, W] over horizontal and vertical neighbours."""
+    lagged = (r[..., :, 1:] * r[..., :, :-1]).sum() + (r[..., 1:, :] * r[..., :-1, :]).sum()
+    return float(lagged / (2 * (r * r).sum()))
+
+
+def test_whiteness_fires_once_the_fit_has_taken_the_smooth_part_of_the_noise():
+    """The smoothed output reaches the clean image and then takes up a blurred copy of the noise
+    (what a DIP network fits first): the residual, white at the clean image, turns anti-correlated
+    between neighbours, and the rule fires at the first iteration at or below -c."""
+    x, y = _images(size=32)
+    n, c = 200, 0.15
+    noise = y - x
+    smooth = torch.nn.functional.avg_pool2d(noise, 3, stride=1, padding=1, count_include_pad=False)
+    gray = torch.full_like(x, 0.5)
+    path = [gray + (x - gray) * min(1.0, 2 * t / n) + smooth * max(0.0, 2 * t / n - 1) for t in range(1, n + 1)]
+    m = StopMonitor(y, SIGMA, n, StopParams(whiteness_threshold=c))
+    _feed(m, path, path)
+    rho = np.array([_lag_one(y - p) for p in path])
+    np.testing.assert_allclose(m.signal_trajectories()["whiteness_rho"], rho, atol=1e-9)
+    assert rho[0] > 0.5 and abs(rho[n // 2 - 1]) < 0.1  # structure first, then (nearly) white noise
+    first = int(np.flatnonzero(rho <= -c)[0]) + 1
+    assert n // 2 < first < n
+    rec = m.result(path[-1], x)["whiteness"]
+    assert rec.triggered and rec.stop_iteration == rec.iteration == first
+    assert torch.equal(rec.output, path[first - 1].float())
+
+
 def test_clipped_noise_variance_matches_monte_carlo():
     rng = np.random.default_rng(0)
     s = 50 / 255

@@ -18,6 +18,15 @@ watch what the fit can see and say where to stop:
     residual of the clean image is ``mean(g(x))`` with ``g(mu) = E[(clip(mu + n, 0, 1) -
     mu)^2]``, ``n ~ N(0, sigma^2)``, in closed form; it is evaluated at the current smoothed
     output. Needs ``sigma`` (known, or Donoho's estimate from the noisy image).
+``whiteness`` (the residual whiteness principle, as used to choose regularisation parameters,
+    e.g. Lanza, Pragliola and Sgallari, 2020)
+    The residual ``r = y - out_avg`` of a good estimate is noise, white. While the fit still
+    misses image structure the residual holds it, and neighbouring residuals are positively
+    correlated; once the network fits the noise -- smooth parts of it first -- the residual
+    loses its low frequencies and neighbours become anti-correlated. The rule watches the
+    residual's lag-one autocorrelation ``rho = sum(r_p r_q) / sum(r_p^2)`` over horizontally
+    and vertically adjacent pixels ``p, q`` and stops at the first iteration where it has
+    fallen to ``-c``, returning the smoothed output there. Needs no noise level.
 
 A SURE criterion is not offered: SURE needs the divergence of the estimate with respect to
 the noisy image, and a DIP estimate is the end of an optimisation run, not a function one
@@ -54,11 +63,14 @@ class StopParams:
         ES-WMV stops.
     :ivar float discrepancy_tau: ``tau``, the residual-to-noise-variance ratio at which the
         discrepancy rule stops.
+    :ivar float whiteness_threshold: ``c``, the rule stops once the residual's lag-one
+        autocorrelation is at most ``-c``.
     """
 
     wmv_window: int = 100
     wmv_patience: int = 500
     discrepancy_tau: float = 1.0
+    whiteness_threshold: float = 0.15
 
     def __post_init__(self) -> None:
         if not (isinstance(self.wmv_window, int) and self.wmv_window >= 2):
@@ -67,6 +79,8 @@ class StopParams:
             raise ValueError(f"StopParams: wmv_patience must be an int >= 1, got {self.wmv_patience!r}")
         if not (math.isfinite(self.discrepancy_tau) and self.discrepancy_tau > 0):
             raise ValueError(f"StopParams: discrepancy_tau must be > 0, got {self.discrepancy_tau!r}")
+        if not (math.isfinite(self.whiteness_threshold) and -1 < self.whiteness_threshold < 1):
+            raise ValueError(f"StopParams: whiteness_threshold must be in (-1, 1), got {self.whiteness_threshold!r}")
 
 
 @dataclass
@@ -149,6 +163,9 @@ class StopMonitor:
         self.mean = torch.zeros(noisy.shape, device=dev, dtype=dt)
         self.m2 = torch.zeros(k, **f64)
         self.diff = torch.empty(noisy.shape, device=dev, dtype=dt)
+        h, w_px = noisy.shape[-2:]
+        self.lag_h = torch.empty((*noisy.shape[:-1], w_px - 1), device=dev, dtype=dt)
+        self.lag_v = torch.empty((*noisy.shape[:-2], h - 1, w_px), device=dev, dtype=dt)
         self.acc = torch.empty(noisy.shape, device=dev, dtype=dt)
         self.best_var = torch.full((k,), math.inf, **f64)
         self.best_t = torch.zeros(k, **i64)
@@ -162,8 +179,9 @@ class StopMonitor:
         self.fired = torch.zeros((len(STOP_RULES), k), **i64)
         self.kept_t = torch.zeros((len(STOP_RULES), k), **i64)
         self.kept = torch.zeros((len(STOP_RULES), *noisy.shape), device=dev, dtype=dt)
-        # per-iteration signals: 0 the moving variance, 1 the residual / noise-variance ratio
-        self.signals = torch.full((2, k, self.n), math.nan, **f64)
+        # per-iteration signals: the moving variance, the residual / noise-variance ratio, the
+        # residual's lag-one autocorrelation
+        self.signals = torch.full((3, k, self.n), math.nan, **f64)
         self._inf = torch.full((k,), math.inf, **f64)
 
     #: Most pixels per fit over which the expected clipped-noise variance is averaged (small
@@ -205,7 +223,14 @@ class StopMonitor:
         level.round_().clamp_(0, self.LEVELS)  # a diverged (NaN) output reads as level 0
         expected = torch.gather(self.table, 1, level.flatten(1).to(torch.int64)).mean(1, dtype=torch.float64)
         ratio = resid / expected
-        self.signals.index_copy_(2, (t - 1).view(1), torch.stack([var, ratio]).unsqueeze(2))
+        # whiteness: neighbouring residuals (the residual is -diff; the sign cancels)
+        d = self.diff
+        torch.mul(d[..., :, 1:], d[..., :, :-1], out=self.lag_h)
+        torch.mul(d[..., 1:, :], d[..., :-1, :], out=self.lag_v)
+        lagged = self.lag_h.sum(dim=self.dims, dtype=torch.float64)
+        lagged += self.lag_v.sum(dim=self.dims, dtype=torch.float64)
+        rho = lagged / (2.0 * resid * self.numel)
+        self.signals.index_copy_(2, (t - 1).view(1), torch.stack([var, ratio, rho]).unsqueeze(2))
 
         active = self.fired == 0  # [R, K]
         # wmv: a new minimum of the variance keeps this output; P iterations without one fire
@@ -215,11 +240,13 @@ class StopMonitor:
         fire_wmv = active[0] & (t - self.best_t >= p.wmv_patience) & (self.best_t > 0)
         # discrepancy: the first iteration at or below tau keeps this output and fires
         fire_disc = active[1] & (ratio <= p.discrepancy_tau)
-        keep = torch.stack([better, fire_disc])  # [R, K]
+        # whiteness: likewise, the first iteration with rho at or below -c
+        fire_white = active[2] & (rho <= -p.whiteness_threshold)
+        keep = torch.stack([better, fire_disc, fire_white])  # [R, K]
         # lerp with weights 0 and 1 is an exact select (torch computes end - (end - start) * 0)
         self.kept.lerp_(out_avg.unsqueeze(0), keep.to(self.kept.dtype).view(*keep.shape, 1, 1, 1))
         self.kept_t.copy_(torch.where(keep, t, self.kept_t))
-        fire = torch.stack([fire_wmv, fire_disc])
+        fire = torch.stack([fire_wmv, fire_disc, fire_white])
         self.fired.copy_(torch.where(fire, t, self.fired))
 
     # ----------------------------------------------------------------- reading
@@ -256,10 +283,11 @@ class StopMonitor:
 
     def signal_trajectories(self, fit: int = 0) -> dict[str, np.ndarray]:
         """The rules' signals of fit ``fit`` at every iteration run, float64: ``wmv_variance``
-        (the moving variance; inf before the window is full) and ``discrepancy_ratio`` (the
-        residual over the noise variance expected there)."""
+        (the moving variance; inf before the window is full), ``discrepancy_ratio`` (the
+        residual over the noise variance expected there) and ``whiteness_rho`` (the residual's
+        lag-one autocorrelation)."""
         host = self.signals[:, fit, : int(self.t)].cpu().numpy()
-        return {"wmv_variance": host[0].copy(), "discrepancy_ratio": host[1].copy()}
+        return {name: host[j].copy() for j, name in enumerate(SIGNALS)}
 
 
 def replay(signals: dict[str, np.ndarray], params: StopParams | None = None) -> dict[str, tuple[int, int]]:
@@ -282,10 +310,15 @@ def replay(signals: dict[str, np.ndarray], params: StopParams | None = None) -> 
             fired = t
             break
     out["wmv"] = (fired, best_t if fired else 0)
-    hits = np.flatnonzero(ratio <= p.discrepancy_tau)
-    first = int(hits[0]) + 1 if hits.size else 0
-    out["discrepancy"] = (first, first)
+    for rule, hits in (("discrepancy", ratio <= p.discrepancy_tau),
+                       ("whiteness", np.asarray(signals["whiteness_rho"]) <= -p.whiteness_threshold)):
+        first = int(np.flatnonzero(hits)[0]) + 1 if hits.any() else 0
+        out[rule] = (first, first)
     return out
+
+
+#: The per-iteration signals the rules decide on (:meth:`StopMonitor.signal_trajectories`).
+SIGNALS = ("wmv_variance", "discrepancy_ratio", "whiteness_rho")
 
 
 def _dots(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
