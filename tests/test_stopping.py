@@ -115,7 +115,8 @@ def test_whiteness_fires_once_the_fit_has_taken_the_smooth_part_of_the_noise():
     noise = y - x
     smooth = torch.nn.functional.avg_pool2d(noise, 3, stride=1, padding=1, count_include_pad=False)
     gray = torch.full_like(x, 0.5)
-    path = [gray + (x - gray) * min(1.0, 2 * t / n) + smooth * max(0.0, 2 * t / n - 1) for t in range(1, n + 1)]
+    path = [gray + (x - gray) * min(1.0, 2 * t / n) + smooth * max(0.0, 2 * t / n - 1)
+            for t in range(1, n + 1)]
     m = StopMonitor(y, SIGMA, n, StopParams(whiteness_threshold=c))
     _feed(m, path, path)
     rho = np.array([_lag_one(y - p) for p in path])

@@ -80,7 +80,8 @@ class StopParams:
         if not (math.isfinite(self.discrepancy_tau) and self.discrepancy_tau > 0):
             raise ValueError(f"StopParams: discrepancy_tau must be > 0, got {self.discrepancy_tau!r}")
         if not (math.isfinite(self.whiteness_threshold) and -1 < self.whiteness_threshold < 1):
-            raise ValueError(f"StopParams: whiteness_threshold must be in (-1, 1), got {self.whiteness_threshold!r}")
+            raise ValueError(
+                f"StopParams: whiteness_threshold must be in (-1, 1), got {self.whiteness_threshold!r}")
 
 
 @dataclass
