@@ -19,7 +19,8 @@ STAGE_VERSIONS: dict[str, int] = {
     # 4: on CPU, channels-last layout (fit.cpu_layout) and fused Adam instead
     "fit": 4,
     # 2: fits.parquet gains batch_size (rows written before get 1)
-    "aggregate_fits": 2,
+    # 3: fits.parquet gains the early-stopping columns (rows written before get nulls)
+    "aggregate_fits": 3,
     # 2: the notes say which output psnr and psnr_peak score
     "table2": 2,
     "texture_features": 1,
@@ -28,7 +29,8 @@ STAGE_VERSIONS: dict[str, int] = {
     "experiment": 1,
     # 2: Table 3's restoration_s_512 / restoration_sizes became restoration_s / restoration_size
     #    (the sizes timed); Tables 4 and 5 say which output psnr and psnr_peak score
-    "paper_tables": 2,
+    # 3: Table 3's early_stopping from the early-stopping study (study_drop_db, study_fits)
+    "paper_tables": 3,
     "isnas_search": 1,
     "figures": 1,
 }

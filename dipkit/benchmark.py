@@ -58,6 +58,10 @@ def run_fit(
     device: str = "auto",
     progress=None,
     cuda_graphs: str = "auto",
+    *,
+    noise_sigma: float | None = None,
+    poll: int = 0,
+    stop_params=None,
 ):
     """Fit ``spec``'s network to one noisy image.
 
@@ -66,6 +70,10 @@ def run_fit(
     :param spec: a fit spec (:func:`dipkit.methods.fit_spec`).
     :param seed: base seed (:func:`fit_seed`).
     :param cuda_graphs: :attr:`dipkit.fit.FitSettings.cuda_graphs` (config ``fit.cuda_graphs``).
+    :param noise_sigma: noise std (0-255) for the early-stopping rules; None estimates it.
+    :param poll: end the fit once ``spec["early_stop"]``'s rule fired, checked every ``poll``
+        iterations (0: run every iteration, as the pipeline does).
+    :param stop_params: :class:`dipkit.fit.stopping.StopParams`, or None for the defaults.
     :return: ``(FitResult, network parameter count, device)``.
     """
     from dipkit.fit import fit, select_device
@@ -78,8 +86,9 @@ def run_fit(
     what = f"method {spec['method']} ({spec['architecture']}, {count_parameters(net):,} parameters) on a {w}x{h} image"
     with explain_out_of_memory(what, dev):
         net, z, noisy_t, clean_t = _fit_tensors(net, dev, clean, noisy, spec, seed)
-        result = fit(net, z, noisy_t, clean_t, fit_settings(spec, cuda_graphs), derive_seed(seed, "perturb"),
-                     progress=progress)
+        settings = fit_settings(spec, cuda_graphs, poll, stop_params)
+        result = fit(net, z, noisy_t, clean_t, settings, derive_seed(seed, "perturb"), progress=progress,
+                     noise_sigma=noise_sigma)
     return result, count_parameters(net), dev
 
 
@@ -91,6 +100,7 @@ def run_fit_batch(
     device: str = "auto",
     progress=None,
     cuda_graphs: str = "auto",
+    noise_sigma: float | None = None,
 ):
     """Fit ``spec``'s network to K noisy images of one size at once (:func:`dipkit.fit.batched.fit_batch`).
 
@@ -100,6 +110,8 @@ def run_fit_batch(
     :param clean: K ``[H, W, C]`` ground truths, or None.
     :param noisy: K ``[H, W, C]`` noisy images (one shape).
     :param seeds: K base seeds (:func:`fit_seed`).
+    :param noise_sigma: noise std (0-255) of every image for the early-stopping rules; None
+        estimates each.
     :return: ``[(FitResult, network parameter count, device)]``, one per image.
     """
     from dipkit.fit import select_device
@@ -125,6 +137,7 @@ def run_fit_batch(
             fit_settings(spec, cuda_graphs),
             [derive_seed(seed, "perturb") for seed in seeds],
             progress=progress,
+            noise_sigma=None if noise_sigma is None else [noise_sigma] * len(nets),
         )
     return [(r, count_parameters(net), dev) for r, net in zip(results, nets)]
 
@@ -161,10 +174,12 @@ def _fit_tensors(net, dev, clean, noisy, spec, seed):
     return net, z, to_tensor(noisy), None if clean is None else to_tensor(clean)
 
 
-def fit_settings(spec: Mapping, cuda_graphs: str = "auto"):
-    """The :class:`~dipkit.fit.FitSettings` of a fit spec (and of ``fit.cuda_graphs``, which is
-    not part of it: it changes only the speed)."""
+def fit_settings(spec: Mapping, cuda_graphs: str = "auto", poll: int = 0, stop_params=None):
+    """The :class:`~dipkit.fit.FitSettings` of a fit spec, with ``fit.cuda_graphs`` (not part of
+    the spec: it changes only the speed) and the early-stopping poll and parameters (see
+    :func:`run_fit`)."""
     from dipkit.fit import FitSettings
+    from dipkit.fit.stopping import StopParams
 
     return FitSettings(
         iterations=spec["iterations"],
@@ -178,6 +193,9 @@ def fit_settings(spec: Mapping, cuda_graphs: str = "auto"):
         compile=spec.get("compile", "off"),
         cpu_layout=spec.get("cpu_layout", "auto"),
         cuda_graphs=cuda_graphs,
+        early_stop=spec.get("early_stop", "off"),
+        early_stop_poll=int(poll),
+        stop_params=stop_params or StopParams(**spec.get("stopping", {})),
     )
 
 
@@ -198,6 +216,7 @@ def _dip_outcome(result, n_params: int, dev, spec, dataset, image, noise_id) -> 
             "psnr_peak": float(result.psnr_peak),
             "psnr_peak_iteration": int(result.psnr_peak_iteration),
             "psnr_peak_raw": float(result.psnr_peak_raw),
+            **stop_columns(result),
             "wall_time_s": float(result.wall_time_s),
             "search_s": 0.0,
             "device": result.device,
@@ -221,6 +240,22 @@ def _dip_outcome(result, n_params: int, dev, spec, dataset, image, noise_id) -> 
     }
 
 
+def stop_columns(result) -> dict:
+    """The early-stopping columns of :data:`dipkit.schemas.FIT_ROWS` (``stop_sigma`` and each
+    rule's ``<rule>_*``) of a :class:`~dipkit.fit.FitResult`, or all null (``result=None``:
+    a classical method)."""
+    from dipkit.schemas import STOP_RULES
+
+    row = {"stop_sigma": None if result is None else float(result.stop_sigma)}
+    for rule in STOP_RULES:
+        rec = None if result is None else result.stops[rule]
+        row[f"{rule}_stop_iteration"] = None if rec is None else rec.stop_iteration
+        row[f"{rule}_iteration"] = None if rec is None else rec.iteration
+        row[f"{rule}_psnr"] = None if rec is None else float(rec.psnr)
+        row[f"{rule}_ssim"] = None if rec is None else float(rec.ssim)
+    return row
+
+
 def _classical_outcome(spec, clean, noisy, noise_id) -> dict:
     """Row fields, (empty) trajectory and output image of a classical denoiser."""
     import resource
@@ -239,6 +274,7 @@ def _classical_outcome(spec, clean, noisy, noise_id) -> dict:
             "psnr_peak": r["psnr_last"],
             "psnr_peak_iteration": 1,
             "psnr_peak_raw": r["psnr_last"],
+            **stop_columns(None),
             "wall_time_s": r["wall_time_s"],
             "search_s": 0.0,
             "device": "cpu",
@@ -294,7 +330,7 @@ def run_fit_job(
 
         with device_for_job(device, fits_per_gpu) as job_device:  # a GPU slot per concurrent job
             result = run_fit(clean, noisy, spec, seed, job_device, _progress_logger(spec["iterations"]),
-                             _cuda_graphs(cuda_graphs))
+                             _cuda_graphs(cuda_graphs), noise_sigma=stop_sigma(noise_id))
         outcome = _dip_outcome(*result, spec, dataset, image, noise_id)
     row = _fit_row(dataset, image, noise_id, spec, seed, outcome["row"], noisy.shape, fit_version)
     _write_fit(row, outcome, out_row, out_trajectory, out_image, started)
@@ -365,6 +401,7 @@ def run_fit_batch_job(
                     job_device,
                     _progress_logger(spec["iterations"]),
                     _cuda_graphs(cuda_graphs),
+                    noise_sigma=stop_sigma(noise_id),
                 )
             except FitDivergedError as err:
                 names = ", ".join(images[j] for j in members)
@@ -393,6 +430,13 @@ def _cuda_graphs(value: str | None) -> str:
 
         value = (job_config().get("fit") or {}).get("cuda_graphs", "auto")
     return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+def stop_sigma(noise_id: str) -> float | None:
+    """The noise sigma (0-255) the early-stopping rules get in the pipeline: the level of
+    Gaussian noise; None (estimated from the noisy image) for Poisson and real noise."""
+    noise = NoiseSpec.parse(noise_id)
+    return float(noise.level) if noise.kind == "gaussian" else None
 
 
 def _job_spec(spec: Mapping, width_file: str | None) -> dict:
@@ -453,6 +497,7 @@ def _fit_row(dataset, image, noise_id, spec, seed, outcome_row, shape, fit_versi
         "reg_noise_std": spec["reg_noise_std"],
         "input_scale": spec["input_scale"],
         "seed": seed,
+        "early_stop": spec.get("early_stop", "off"),
         **outcome_row,
         "seconds_per_iteration": outcome_row["wall_time_s"] / spec["iterations"],
         "dtype": spec["dtype"],

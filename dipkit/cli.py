@@ -165,15 +165,37 @@ def _denoise_array(args: argparse.Namespace, noisy, fmt: str) -> int:
         seed=args.seed,
         device=args.device,
         progress=progress,
+        early_stop=args.early_stop,
     )
+    if not args.quiet and result["iterations_run"] < bar.total:
+        sys.stderr.write("\n")  # the bar stopped short of its end
+    say(stop_message(result))
     say(
         f"sigma {result['sigma']:.1f} ({result['sigma_source']}), method {result['method']}"
         + (f", width {result['width']} ({result['width_source']})" if result["width"] else "")
-        + f", {result['iterations']} iterations on {result['device']} in {result['seconds']:.1f} s"
+        + f", {result['iterations_run']} iterations on {result['device']} in {result['seconds']:.1f} s"
     )
     _write_output(args.output, np.clip(np.rint(result["output"] * 255.0), 0, 255).astype(np.uint8), fmt)
     say(f"wrote {args.output}")
     return 0
+
+
+def stop_message(result: dict) -> str:
+    """Where and why ``dipkit denoise`` stopped, and the time that saved."""
+    cap, ran, rule, rec = result["iterations"], result["iterations_run"], result["early_stop"], result["stop"]
+    if rec is None:
+        return f"early stopping off: ran all {cap} iterations and returned the last one's output"
+    why = {
+        "wmv": "the variance of the last outputs had not reached a new low for {p} iterations",
+        "discrepancy": "the residual fell to the noise level (sigma {s:.1f})",
+        "whiteness": "the residual turned from image structure into noise with its smooth part fitted",
+    }[rule].format(p=result["fit"].settings.stop_params.wmv_patience, s=result["sigma"])
+    if not rec.triggered:
+        return (f"early stopping ({rule}) did not fire within the cap of {cap} iterations: returned the "
+                f"last iteration's output (raise --iterations to let it run longer)")
+    saved = result["seconds"] * (cap - ran) / ran
+    return (f"stopped at iteration {ran} of {cap} ({rule}: {why}, at iteration {rec.stop_iteration}); "
+            f"returned the output of iteration {rec.iteration}; about {saved:.0f} s saved")
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -187,7 +209,10 @@ def _features(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
-    from dipkit.denoise import denoising_methods
+    from dipkit.denoise import DEFAULT_EARLY_STOP, denoising_methods
+    from dipkit.schemas import STOP_RULES
+
+    choices = (*STOP_RULES, "off")
 
     p = argparse.ArgumentParser(
         prog="dipkit",
@@ -211,7 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
                    + ", ".join(m for m in denoising_methods() if m != "ours"))
     d.add_argument("--width", type=int, default=None,
                    help="network width, e.g. 32, 64 or 128 (default: predicted from texture)")
-    d.add_argument("--iterations", type=int, default=None, help="Adam steps (default 3000, as the paper)")
+    d.add_argument("--iterations", type=int, default=None,
+                   help="most Adam steps (default 3000, as the paper); the fit stops earlier when the "
+                   "early-stopping rule fires")
+    d.add_argument("--early-stop", default=DEFAULT_EARLY_STOP, choices=choices, metavar="RULE",
+                   help="early-stopping rule: whiteness (of the residual) or wmv (variance of the outputs), "
+                   "which need no noise level, discrepancy (residual vs the noise level), or off "
+                   f"(default {DEFAULT_EARLY_STOP}; docs/early-stopping.md)")
+    d.add_argument("--no-early-stop", dest="early_stop", action="store_const", const="off",
+                   help="run every iteration and return the last output (the paper's setting)")
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     d.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")

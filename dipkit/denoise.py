@@ -33,6 +33,11 @@ REFERENCE_FEATURES = Path(__file__).parent / "data" / "texture_features.csv"
 CLASSIFIER_CACHE_VERSION = 2  # 2: the pickled classes moved into the dipkit.classifier package
 #: Smallest side accepted (texture features and noise estimation need a few pixels).
 MIN_SIDE = 8
+#: The early-stopping rule ``dipkit denoise`` uses by default (chosen from the study in
+#: ``docs/early-stopping.md``); ``--iterations`` is then a cap.
+DEFAULT_EARLY_STOP = "wmv"
+#: How often (iterations) the fit checks whether the rule has fired (one host sync each).
+EARLY_STOP_POLL = 25
 
 
 def estimate_sigma(img: np.ndarray) -> float:
@@ -197,6 +202,10 @@ def denoise(
     device: str = "auto",
     progress: Callable[[int, float | None], None] | None = None,
     cache_dir=None,
+    early_stop: str = DEFAULT_EARLY_STOP,
+    clean: np.ndarray | None = None,
+    stop_params=None,
+    full_length: bool = False,
 ) -> dict:
     """Denoise one image with a DIP method (default: the paper's 2-level hourglass).
 
@@ -207,9 +216,21 @@ def denoise(
     :param sigma: noise level on the 0-255 scale; ``None`` estimates it. It selects the input
         perturbation (1/30 up to 25, 1/20 above, as the paper's code) and the smoothing of
         the width prediction.
-    :param iterations: Adam steps (default: the method's, 3000).
+    :param iterations: Adam steps (default: the method's, 3000); with ``early_stop`` a cap.
+    :param early_stop: a rule of :mod:`dipkit.fit.stopping` that ends the fit and picks the
+        output (default :data:`DEFAULT_EARLY_STOP`), or ``"off"`` to run every iteration and
+        return the paper's final output.
+    :param clean: the ground truth ``[H, W, C]``, for studies only: the fit is unchanged, and
+        the returned ``fit`` carries PSNR/SSIM trajectories and every rule's scores.
+    :param stop_params: :class:`dipkit.fit.stopping.StopParams` (default: the defaults).
+    :param full_length: run every iteration even after the rule fired (studies: the oracle
+        peak needs the whole trajectory). The returned output is the same: a rule's state is
+        frozen once it fires.
     :return: dict with ``output`` (float32 ``[H, W, C]``), ``width``, ``width_source``,
-        ``sigma``, ``sigma_source``, ``device``, ``seconds``, ``iterations``, ``method``.
+        ``sigma``, ``sigma_source``, ``device``, ``seconds``, ``iterations`` (the cap),
+        ``iterations_run``, ``method``, ``early_stop``, ``stop`` (the rule's
+        :class:`~dipkit.fit.stopping.StopRecord`, None when off) and ``fit`` (the
+        :class:`~dipkit.fit.FitResult`, outputs at the padded size).
     """
     from dipkit.benchmark import run_fit
     from dipkit.architectures import size_rule
@@ -250,13 +271,16 @@ def denoise(
         overrides["width"] = int(width)
     m = get_method(method, overrides)
     noise_id = f"gaussian{max(1, round(sigma))}"
-    spec = fit_spec(m, "custom", "image", noise_id, {"iterations": iterations})
+    spec = fit_spec(m, "custom", "image", noise_id, {"iterations": iterations, "early_stop": early_stop})
     rule = size_rule(m.architecture, m.arch_options)
     multiple, smallest = rule if rule else (32, 64)
+    padded, (h, w) = _pad_to(img, multiple, smallest)
+    truth = None if clean is None else _pad_to(np.asarray(clean, np.float32), multiple, smallest)[0]
+    poll = 0 if early_stop == "off" or full_length else EARLY_STOP_POLL
     started = time.perf_counter()
     with _explain_out_of_memory(img, method, overrides.get("width"), dev):
-        padded, (h, w) = _pad_to(img, multiple, smallest)
-        result, _, dev = run_fit(None, padded, spec, seed, str(dev), progress)
+        result, _, dev = run_fit(truth, padded, spec, seed, str(dev), progress, noise_sigma=sigma, poll=poll,
+                                 stop_params=stop_params)
     out = result.output[0].numpy().transpose(1, 2, 0)[:h, :w]
     return {
         "output": np.ascontiguousarray(out, dtype=np.float32),
@@ -266,6 +290,10 @@ def denoise(
         "sigma": sigma,
         "sigma_source": sigma_source,
         "iterations": spec["iterations"],
+        "iterations_run": result.iterations,
+        "early_stop": early_stop,
+        "stop": None if early_stop == "off" else result.stops[early_stop],
         "device": result.device,
         "seconds": time.perf_counter() - started,
+        "fit": result,
     }

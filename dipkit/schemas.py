@@ -65,6 +65,30 @@ def make_table(rows: list[dict], columns: list[Column]):
     return pa.Table.from_pylist(rows, schema=arrow_schema(columns))
 
 
+#: The no-reference early-stopping rules (:mod:`dipkit.fit.stopping`); each adds the
+#: ``<rule>_*`` columns of :data:`FIT_ROWS`.
+STOP_RULES = ("wmv", "discrepancy", "whiteness")
+
+
+def _stop_columns() -> list[Column]:
+    cols = [
+        Column("early_stop", "string",
+               "config fit.early_stop: the rule whose output is the fit's PNG, or off (the final output)"),
+        Column("stop_sigma", "float64", "noise sigma (0-255) the discrepancy rule used: the Gaussian noise "
+               "level, else Donoho's estimate from the noisy image"),
+    ]
+    for rule in STOP_RULES:
+        cols += [
+            Column(f"{rule}_stop_iteration", "int64",
+                   f"iteration at which the {rule} rule fired (the fit would end there); null: it never did"),
+            Column(f"{rule}_iteration", "int64",
+                   f"iteration of the output the {rule} rule returns (the last one if it never fired)"),
+            Column(f"{rule}_psnr", "float64", f"PSNR of the {rule} rule's output vs clean, dB"),
+            Column(f"{rule}_ssim", "float64", f"SSIM of the {rule} rule's output vs clean, data_range 1"),
+        ]
+    return cols
+
+
 #: ``results/fits/<dataset>/<noise>/<method>/<image>.parquet`` and ``results/fits.parquet``:
 #: one row per fit (dataset, image, noise setting, method).
 FIT_ROWS = [
@@ -95,6 +119,7 @@ FIT_ROWS = [
     Column("psnr_peak", "float64", "best PSNR of the EMA output over the iterations, dB"),
     Column("psnr_peak_iteration", "int64", "iteration (1-based) of psnr_peak"),
     Column("psnr_peak_raw", "float64", "best PSNR of the raw (unsmoothed) output, dB"),
+    *_stop_columns(),
     Column("wall_time_s", "float64",
            "seconds of the fit loop including the final output (ISNAS-DIP: search + all top-k fits; "
            "batched: the batch's / batch_size)"),
@@ -114,8 +139,13 @@ FIT_ROWS = [
 ]
 
 #: Columns added to :data:`FIT_ROWS` after its first release, with the value every row
-#: written before holds: no fit ran in a batch before ``batch_size`` existed.
-FIT_ROWS_ADDED = {"batch_size": 1}
+#: written before holds: no fit ran in a batch before ``batch_size`` existed; no fit
+#: returned a rule's output before ``early_stop``, and none recorded the rules (null).
+FIT_ROWS_ADDED = {
+    "batch_size": 1,
+    "early_stop": "off",
+    **{c.name: None for c in _stop_columns() if c.name != "early_stop"},
+}
 
 
 def upgrade_fit_rows(table):
@@ -125,7 +155,7 @@ def upgrade_fit_rows(table):
 
     names = table.schema.names
     fit_names = [c.name for c in FIT_ROWS]
-    missing = [n for n in FIT_ROWS_ADDED if n not in names]
+    missing = sorted((n for n in FIT_ROWS_ADDED if n not in names), key=fit_names.index)  # insert in order
     if not missing or names != [n for n in fit_names if n not in missing]:
         return table
     for name in missing:

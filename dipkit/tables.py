@@ -259,22 +259,29 @@ PAPER_TABLE3 = {
 EARLY_STOPPING_DROP_DB = 0.5
 
 
-def table3(fits: pd.DataFrame, method_order=()) -> pd.DataFrame:
+def table3(fits: pd.DataFrame, method_order=(), study: pd.DataFrame | None = None) -> pd.DataFrame:
     """Table 3: properties of each method, measured from our own fits.
 
     ``restoration_s``: mean wall time of the method's fits on 512x512 images, the paper's size
     (on all its images when it has none of that size); ``restoration_size``: the image sizes
-    timed (``512x512``, or e.g. ``256x256, 480x320``); ``drop_db``: mean drop from
-    peak to last PSNR; ``early_stopping`` is ``yes`` when it exceeds
-    :data:`EARLY_STOPPING_DROP_DB`. ``search_s``: mean measured cost of the per-image
+    timed (``512x512``, or e.g. ``256x256, 480x320``); ``drop_db``: mean drop from peak to last
+    PSNR in this run; ``study_drop_db``: the same over the early-stopping study's fits of the
+    method (``study``: ``docs/early-stopping/fits.csv``, images outside the datasets, 3000
+    iterations; NaN for methods it did not fit). ``early_stopping`` is ``yes`` when the study's
+    drop, or this run's for methods the study lacks, exceeds :data:`EARLY_STOPPING_DROP_DB`;
+    ``early_stopping_from`` says which. ``search_s``: mean measured cost of the per-image
     architecture search (ISNAS-DIP), 0 for methods without one.
     """
+    study_drop = {} if study is None else (study.psnr_peak - study.psnr_last).groupby(study.method).mean()
+    study_fits = {} if study is None else study.groupby("method").size()
     rows = []
     for method, g in fits.groupby("method", sort=False):
         big = g[(g.height == 512) & (g.width_px == 512)]
         timed = big if len(big) else g
         sources = set(g.width_source)
         drop = float((g.psnr_peak - g.psnr_last).mean())
+        measured = float(study_drop.get(method, math.nan))
+        decisive = drop if math.isnan(measured) else measured
         rows.append(
             {
                 "method": method,
@@ -287,7 +294,10 @@ def table3(fits: pd.DataFrame, method_order=()) -> pd.DataFrame:
                 "iterations": int(g.iterations.max()),
                 "device": ", ".join(sorted(set(g.device))),
                 "drop_db": drop,
-                "early_stopping": "yes" if drop > EARLY_STOPPING_DROP_DB else "no",
+                "study_drop_db": measured,
+                "study_fits": int(study_fits.get(method, 0)),
+                "early_stopping": "yes" if decisive > EARLY_STOPPING_DROP_DB else "no",
+                "early_stopping_from": "this run" if math.isnan(measured) else "study",
                 "fits": len(g),
                 **PAPER_TABLE3.get(method, {}),
             }
@@ -302,8 +312,10 @@ PAPER_TABLE_NOTES = {
         "Table 3: properties of each method",
         "Measured from this run's fits: `restoration_s` is the mean wall time per fit of the images of "
         "`restoration_size` (512x512 when the method was fitted on any, else all its images), on "
-        "the device named; `drop_db` is the mean drop from peak to last PSNR, and `early_stopping` is `yes` "
-        f"above {EARLY_STOPPING_DROP_DB} dB. `paper_*`: the paper's Table 3 (512x512, 3000 iterations).",
+        "the device named; `drop_db` is the mean drop from peak to last PSNR in this run, `study_drop_db` the "
+        "same in the early-stopping study (docs/early-stopping.md: photos outside the datasets, 3000 "
+        f"iterations), and `early_stopping` is `yes` when the study's drop (else this run's) is above "
+        f"{EARLY_STOPPING_DROP_DB} dB. `paper_*`: the paper's Table 3 (512x512, 3000 iterations).",
     ),
     "table4": (
         "Table 4: Poisson noise",
@@ -324,11 +336,13 @@ PAPER_TABLE_NOTES = {
 }
 
 
-def write_paper_table(name: str, fits_path: str, csv_out: str, md_out: str, dataset_order=(), method_order=()) -> pd.DataFrame:
-    """The *paper_table* stage for ``table3`` ... ``table6``."""
+def write_paper_table(name: str, fits_path: str, csv_out: str, md_out: str, dataset_order=(), method_order=(),
+                      study_path: str | None = None) -> pd.DataFrame:
+    """The *paper_table* stage for ``table3`` ... ``table6`` (``study_path``: the early-stopping
+    study's per-fit CSV, for Table 3)."""
     fits = pd.read_parquet(fits_path)
     if name == "table3":
-        df = table3(fits, method_order)
+        df = table3(fits, method_order, pd.read_csv(study_path) if study_path else None)
     elif name == "table4":
         df = table4(fits, dataset_order, method_order)
     elif name == "table5":

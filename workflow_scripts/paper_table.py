@@ -11,9 +11,10 @@ from dipkit.workflow import script_context
 with script_context(snakemake):
     write_paper_table(
         snakemake.wildcards.table,
-        snakemake.input[0],
+        snakemake.input.fits,
         snakemake.output.csv,
         snakemake.output.md,
         snakemake.params.dataset_order,
         snakemake.params.method_order,
+        study_path=snakemake.input.get("study") or None,
     )

@@ -35,6 +35,7 @@ from dipkit.fit.device import backend_flags, peak_memory, reset_peak_memory, syn
 from dipkit.fit.engine import ProgressFn, _FiniteWatch, _fit_result, ssim_iterations
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.fit.step import StepHook, StepTensors
+from dipkit.fit.stopping import StopMonitor
 from dipkit.metrics import functional as fm
 
 __all__ = ["fit_batch"]
@@ -49,6 +50,7 @@ def fit_batch(
     seeds: Sequence[int],
     progress: ProgressFn | None = None,
     step_hooks: Sequence[StepHook] = (),
+    noise_sigma: Sequence[float] | None = None,
 ) -> list[FitResult]:
     """Fit K networks of one architecture, each to its own image, at once.
 
@@ -64,6 +66,9 @@ def fit_batch(
         called every ``max(1, iterations // 100)`` iterations and at the last.
     :param step_hooks: as for :func:`dipkit.fit.fit`, seeing the K fits' tensors at once
         (:class:`dipkit.fit.step.StepTensors` with ``[K, 1, C, H, W]`` images and ``[K]`` losses).
+    :param noise_sigma: K noise stds (0-255) for the early-stopping rules, or None to estimate
+        them (as :func:`dipkit.fit.fit`); with ``settings.early_stop_poll`` the batch ends when
+        the rule has fired for every fit.
     :return: one :class:`~dipkit.fit.FitResult` per fit; ``wall_time_s`` and the peak memory
         are the batch's.
     :raises FitDivergedError: naming the fit whose loss or output is not finite.
@@ -82,7 +87,7 @@ def fit_batch(
     tune_host_allocator()
     device = noisy[0].device
     with backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32):
-        return _fit_batch(nets, zs, noisy, clean, settings, seeds, device, progress, tuple(step_hooks))
+        return _fit_batch(nets, zs, noisy, clean, settings, seeds, device, progress, tuple(step_hooks), noise_sigma)
 
 
 class _BatchStep:
@@ -154,7 +159,7 @@ def _diverged_fit(losses: np.ndarray, final_ok: Sequence[bool] | None = None) ->
     return None
 
 
-def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=()):
+def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=(), noise_sigma=None):
     import warnings
 
     from torch.func import functional_call, stack_module_state, vmap
@@ -178,8 +183,13 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=()):
         g = torch.Generator(device=device)
         g.manual_seed(int(seed))
         gens.append(g)
+    monitor = StopMonitor(y[:, 0], noise_sigma, n, s.stop_params)  # every rule, for the K fits
+
+    def monitor_hook(t: StepTensors) -> None:
+        monitor.update(t.output[:, 0], t.average[:, 0])
+
     step = _BatchStep(forward, params, buffers, optimizer, z, y, x, n=n, std=std, w=w, generators=gens,
-                      hooks=hooks)
+                      hooks=(monitor_hook, *hooks))
     runner = StepRunner(step, device=device, generators=gens, optimizer=optimizer, mode=s.cuda_graphs,
                         reason=eager_reason(s.cuda_graphs, device, iterations=n))
     ssim_iters = ssim_iterations(n, s.ssim_every) if x is not None else []
@@ -187,6 +197,7 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=()):
     ssim_vals = torch.full((len(ssim_iters), len(nets)), math.nan, dtype=torch.float64, device=device)
     watch = _FiniteWatch(device) if s.divergence_check_every else None
     progress_every = max(1, n // 100)
+    done = n
 
     reset_peak_memory(device)
     synchronize(device)
@@ -205,6 +216,9 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=()):
                 raise _diverged_fit(step.rec[0, :, : i + 1].cpu().numpy()) or _diverged_fit_unknown(i + 1, n)
             if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
                 progress(i + 1, float(step.losses.sum()))
+            if s.early_stop_poll and (i + 1) % s.early_stop_poll == 0 and monitor.should_stop(s.early_stop):
+                done = i + 1
+                break
     if runner.captured:
         optimizer.zero_grad(set_to_none=True)  # the graph's gradients: release its memory pool
     with torch.no_grad():
@@ -214,8 +228,9 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=()):
     wall = time.perf_counter() - t0
     peak = peak_memory(device)
 
-    host = step.rec.cpu().numpy()
-    ssim_host = ssim_vals.cpu().numpy()
+    host = step.rec[:, :, :done].cpu().numpy()
+    kept = [j for j, it in enumerate(ssim_iters) if it <= done]
+    ssim_iters, ssim_host = [ssim_iters[j] for j in kept], ssim_vals.cpu().numpy()[kept]
     err = _diverged_fit(host[0], [bool(torch.isfinite(f).all()) for f in final])
     if err is not None:
         raise err
@@ -223,7 +238,8 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=()):
     for j in range(len(nets)):
         truth = None if x is None else x[j]
         results.append(_fit_result(host[:, j], ssim_iters, ssim_host[:, j], final[j], y[j], truth, s, int(seeds[j]),
-                                   wall=wall, device=device, peak=peak, cuda_graph=runner.captured))
+                                   wall=wall, device=device, peak=peak, cuda_graph=runner.captured,
+                                   monitor=(monitor, j)))
     return results
 
 

@@ -23,7 +23,8 @@ from dipkit.fit.device import (
     tune_host_allocator,
 )
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
-from dipkit.fit.step import StepHook, TrainStep, make_optimizer
+from dipkit.fit.step import StepHook, StepTensors, TrainStep, make_optimizer
+from dipkit.fit.stopping import StopMonitor
 from dipkit.metrics import functional as fm
 
 __all__ = ["fit", "make_input", "resolve_cpu_layout"]
@@ -239,6 +240,7 @@ def fit(
     seed: int,
     progress: ProgressFn | None = None,
     step_hooks: Sequence[StepHook] = (),
+    noise_sigma: float | None = None,
 ) -> FitResult:
     """Fit ``net`` so that ``net(z + perturbation)`` reproduces ``noisy``; the paper's loop.
 
@@ -262,6 +264,8 @@ def fit(
         synchronises the device when given).
     :param step_hooks: per-iteration device-side updates run inside the training step
         (:data:`dipkit.fit.step.StepHook`; captured with it in a CUDA-graph fit).
+    :param noise_sigma: the noise std (0-255) for the early-stopping rules that need one
+        (:mod:`dipkit.fit.stopping`); ``None`` estimates it from ``noisy``.
     :return: :class:`FitResult`.
     :raises FitDivergedError: when the loss becomes non-finite (unless backtracking), or
         the final output is non-finite.
@@ -279,7 +283,7 @@ def fit(
     layout = resolve_cpu_layout(net, settings.cpu_layout) if device.type == "cpu" else "nchw"
     with cuda_ctx, backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32), \
             _network_layout(net, layout):
-        return _fit(net, z, noisy, clean, settings, int(seed), progress, device, layout, tuple(step_hooks))
+        return _fit(net, z, noisy, clean, settings, int(seed), progress, device, layout, tuple(step_hooks), noise_sigma)
 
 
 def resolve_cpu_layout(net: nn.Module, setting: str = "auto") -> str:
@@ -318,6 +322,7 @@ def _fit(
     device: torch.device,
     layout: str = "nchw",
     hooks: tuple[StepHook, ...] = (),
+    noise_sigma: float | None = None,
 ) -> FitResult:
     n = int(s.iterations)
     w = float(s.exp_weight)
@@ -336,8 +341,14 @@ def _fit(
     generators = [gen]
     if layout == "channels_last":
         z = z.contiguous(memory_format=torch.channels_last)
+    monitor = StopMonitor(noisy, noise_sigma, n, s.stop_params)  # every early-stopping rule, on the device
+
+    def monitor_hook(t: StepTensors) -> None:
+        monitor.update(t.output, t.average)
+
     step = TrainStep(forward, optimizer, z, noisy, clean, n=n, reg_noise_std=s.reg_noise_std, exp_weight=w,
-                     generators=generators, amp=amp, channels_last=layout == "channels_last", hooks=hooks)
+                     generators=generators, amp=amp, channels_last=layout == "channels_last",
+                     hooks=(monitor_hook, *hooks))
     reason = eager_reason(s.cuda_graphs, device, iterations=n, backtracking=s.backtracking, compile=s.compile,
                           autocast=s.autocast)
     runner = StepRunner(step, device=device, generators=generators, optimizer=optimizer, mode=s.cuda_graphs,
@@ -353,6 +364,8 @@ def _fit(
     last_psnr_noisy = 0.0  # the notebook's initial value
     backtrack_iters: list[int] = []
     progress_every = max(1, n // 100)
+    poll = s.early_stop_poll
+    done = n
 
     reset_peak_memory(device)
     synchronize(device)
@@ -395,6 +408,9 @@ def _fit(
                 raise _diverged(first, n, float(losses[first - 1]))
             if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
                 progress(i + 1, float(step.loss))
+            if poll and (i + 1) % poll == 0 and monitor.should_stop(s.early_stop):
+                done = i + 1
+                break
 
     if runner.captured:
         optimizer.zero_grad(set_to_none=True)  # the graph's gradients: release its memory pool
@@ -406,7 +422,7 @@ def _fit(
     wall = time.perf_counter() - t0
     peak_bytes, peak_kind = peak_memory(device)
 
-    rec_host = step.rec.cpu().numpy()
+    rec_host = step.rec[:, :done].cpu().numpy()
     first_bad = _first_nonfinite(rec_host[0])
     if first_bad is not None and snapshot is None:
         raise _diverged(first_bad, n, float(rec_host[0, first_bad - 1]))
@@ -415,10 +431,11 @@ def _fit(
             f"fit diverged: the final output net(z) is not finite after {n} iterations", n + 1
         )
 
+    kept = [j for j, k in enumerate(ssim_iters) if k <= done]
     return _fit_result(
-        rec_host, ssim_iters, ssim_vals.cpu().numpy(), final, noisy, clean, s, seed,
+        rec_host, [ssim_iters[j] for j in kept], ssim_vals.cpu().numpy()[kept], final, noisy, clean, s, seed,
         wall=wall, device=device, peak=(peak_bytes, peak_kind), backtrack_iters=backtrack_iters,
-        cuda_graph=runner.captured,
+        cuda_graph=runner.captured, monitor=(monitor, 0),
     )
 
 
@@ -437,6 +454,7 @@ def _fit_result(
     peak: tuple[int, str],
     backtrack_iters: Sequence[int] = (),
     cuda_graph: bool = False,
+    monitor: tuple[StopMonitor, int] | None = None,
 ) -> FitResult:
     """The :class:`FitResult` of one finished fit (shared with :mod:`dipkit.fit.batched`).
 
@@ -444,6 +462,7 @@ def _fit_result(
         SSE(smoothed, clean), SSE(raw, noisy).
     :param ssim_iters: the 1-based iterations of ``ssim_vals`` (SSIM of the smoothed output).
     :param final: the scored output ``[1, C, H, W]`` on the fit's device.
+    :param monitor: the fit's early-stopping monitor and the fit's index in it.
     """
     n = rec_host.shape[1]
     numel = noisy.numel()
@@ -484,8 +503,14 @@ def _fit_result(
         psnr_last = ssim_last = ssim_last_paper = psnr_input = math.nan
         psnr_peak, peak_it, psnr_peak_raw = math.nan, None, math.nan
 
+    stops, signals, stop_sigma = {}, {}, math.nan
+    if monitor is not None:
+        mon, j = monitor
+        stops, signals, stop_sigma = mon.result(final, clean, j), mon.signal_trajectories(j), mon.sigma_255[j]
+    chosen = final if s.early_stop == "off" else stops[s.early_stop].output
+
     return FitResult(
-        output=final.detach().to(device="cpu", dtype=torch.float32).contiguous(),
+        output=chosen.detach().to(device="cpu", dtype=torch.float32).contiguous(),
         trajectory=trajectory,
         ssim_trajectory=ssim_trajectory,
         psnr_last=psnr_last,
@@ -505,4 +530,7 @@ def _fit_result(
         seed=seed,
         settings=s,
         cuda_graph=cuda_graph,
+        stops=stops,
+        stop_signals=signals,
+        stop_sigma=stop_sigma,
     )

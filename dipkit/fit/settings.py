@@ -11,11 +11,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from dipkit.fit.stopping import StopParams, StopRecord
+from dipkit.schemas import STOP_RULES
+
 __all__ = [
     "AUTOCAST_MODES",
     "COMPILE_MODES",
     "CPU_LAYOUTS",
     "CUDA_GRAPH_MODES",
+    "EARLY_STOP_CHOICES",
     "FitDivergedError",
     "FitOutOfMemoryError",
     "FitResult",
@@ -30,6 +34,8 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraph
 CPU_LAYOUTS = ("auto", "channels_last", "nchw")
 #: Values of :attr:`FitSettings.cuda_graphs`.
 CUDA_GRAPH_MODES = ("auto", "on", "off")
+#: Values of :attr:`FitSettings.early_stop`.
+EARLY_STOP_CHOICES = ("off", *STOP_RULES)
 
 
 def _is_int(value: object) -> bool:
@@ -112,6 +118,14 @@ class FitSettings:
         the same kernels on the same buffers, the perturbation comes from the fit's own
         generator registered with the graph, and the first iterations run eagerly as
         warm-up (:mod:`dipkit.fit.cuda_graphs`); so it is not part of a fit's spec.
+    :ivar str early_stop: ``"off"`` (default: the fit returns the paper's final output) or a
+        rule of :mod:`dipkit.fit.stopping` (``"wmv"``, ``"discrepancy"``): the fit returns that
+        rule's output as :attr:`FitResult.output`. Every rule is evaluated whatever this is
+        (:attr:`FitResult.stops`).
+    :ivar int early_stop_poll: ``0`` (default): run all ``iterations``; ``N``: every ``N``
+        iterations check whether the ``early_stop`` rule has fired (one host sync per check)
+        and end the fit when it has, so ``iterations`` is a cap.
+    :ivar StopParams stop_params: the rules' parameters.
     :ivar int backtrack_period: iterations ``i`` (0-based) with ``i % period == 0`` are
         exempt from backtracking (notebook: ``show_every = 100``).
     :ivar float backtrack_drop_db: PSNR drop that triggers backtracking (notebook: 5 dB).
@@ -133,6 +147,9 @@ class FitSettings:
     compile: str = "off"
     cpu_layout: str = "auto"
     cuda_graphs: str = "auto"
+    early_stop: str = "off"
+    early_stop_poll: int = 0
+    stop_params: StopParams = field(default_factory=StopParams)
 
     def __post_init__(self) -> None:
         def need(cond: bool, what: str) -> None:
@@ -160,6 +177,13 @@ class FitSettings:
              f"cpu_layout must be one of {', '.join(CPU_LAYOUTS)}, got {self.cpu_layout!r}")
         need(self.cuda_graphs in CUDA_GRAPH_MODES,
              f"cuda_graphs must be one of {', '.join(CUDA_GRAPH_MODES)}, got {self.cuda_graphs!r}")
+        need(self.early_stop in EARLY_STOP_CHOICES,
+             f"early_stop must be one of {', '.join(EARLY_STOP_CHOICES)}, got {self.early_stop!r}")
+        need(_is_int(self.early_stop_poll) and self.early_stop_poll >= 0,
+             f"early_stop_poll must be an int >= 0, got {self.early_stop_poll!r}")
+        need(self.early_stop_poll == 0 or self.early_stop != "off",
+             "early_stop_poll needs an early_stop rule")
+        need(isinstance(self.stop_params, StopParams), "stop_params must be a StopParams")
         need(self.backtrack_drop_db > 0, f"backtrack_drop_db must be > 0, got {self.backtrack_drop_db!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,9 +195,10 @@ class FitSettings:
 class FitResult:
     """Outcome of :func:`dipkit.fit.fit`.
 
-    :ivar torch.Tensor output: final estimate ``[1, C, H, W]``, CPU float32:
+    :ivar torch.Tensor output: the estimate ``[1, C, H, W]``, CPU float32: the final output
         ``w * out_avg + (1 - w) * net(z)`` after the last iteration (``net(z)`` alone if
-        ``w == 0``), as the paper's code scores it.
+        ``w == 0``), as the paper's code scores it; with ``settings.early_stop`` a rule, that
+        rule's output (``stops[rule].output``).
     :ivar dict trajectory: numpy arrays of length ``iterations``: ``iteration`` (1..N),
         ``loss`` (training MSE vs the noisy image), ``psnr_raw`` (this iteration's output
         vs clean), ``psnr_ema`` (moving average vs clean), ``psnr_noisy`` (output vs
@@ -181,8 +206,8 @@ class FitResult:
     :ivar dict ssim_trajectory: ``iteration`` and ``ssim`` arrays: SSIM (data range
         ``settings.ssim_data_range``) of the moving average vs clean every
         ``ssim_every`` iterations and at the last one; empty without a clean image.
-    :ivar float psnr_last: PSNR of ``output`` vs clean (data range 1).
-    :ivar float ssim_last: SSIM of ``output`` vs clean, data range 1.0.
+    :ivar float psnr_last: PSNR of the final output vs clean (data range 1).
+    :ivar float ssim_last: SSIM of the final output vs clean, data range 1.0.
     :ivar float ssim_last_paper: the same with data range 2.0 (the paper's convention).
     :ivar float psnr_peak: maximum of ``trajectory['psnr_ema']``.
     :ivar psnr_peak_iteration: its 1-based iteration (``None`` without a clean image).
@@ -196,7 +221,13 @@ class FitResult:
         started, from ``resource.getrusage``; an upper bound, not the fit's own use).
     :ivar int backtracks: number of backtracking restores.
     :ivar tuple backtrack_iterations: their 1-based iterations.
-    :ivar int iterations: number of iterations run.
+    :ivar int iterations: number of iterations run (fewer than ``settings.iterations`` when
+        ``early_stop_poll`` ended the fit).
+    :ivar dict stops: ``{rule: StopRecord}`` for every rule of :mod:`dipkit.fit.stopping`:
+        where it fired, the iteration of its output, the output (CPU float32) and its scores.
+    :ivar dict stop_signals: the rules' signals per iteration (``wmv_variance``,
+        ``discrepancy_ratio``; float64 arrays of length ``iterations``).
+    :ivar float stop_sigma: the noise sigma (0-255) the discrepancy rule used.
     :ivar int seed: the seed of the input-perturbation generator.
     :ivar FitSettings settings: the settings used.
     :ivar bool cuda_graph: whether the iterations after the warm-up were replays of a CUDA
@@ -223,12 +254,15 @@ class FitResult:
     seed: int = 0
     settings: FitSettings = field(default_factory=FitSettings)
     cuda_graph: bool = False
+    stops: dict[str, StopRecord] = field(default_factory=dict)
+    stop_signals: dict[str, np.ndarray] = field(default_factory=dict)
+    stop_sigma: float = math.nan
 
     def scalars(self) -> dict[str, Any]:
         """The scalar fields as a JSON-friendly ``dict`` (no tensors or arrays)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in ("output", "trajectory", "ssim_trajectory", "settings"):
+            if f.name in ("output", "trajectory", "ssim_trajectory", "settings", "stops", "stop_signals"):
                 continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value

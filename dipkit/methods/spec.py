@@ -3,7 +3,10 @@
 A fit spec is a plain, JSON-serialisable dict holding everything that defines a fit's
 result except the seed: architecture and its options (with the per-image width filled
 in), iterations, learning rate, EMA weight, input perturbation and scale, SSIM cadence,
-backtracking, dtype and CPU layout. The workflow passes it to the fit rule as a param, so
+backtracking, dtype, CPU layout and, when one is set, the early-stopping rule whose output
+the fit returns (``early_stop``) and the rules' parameters when they differ from the defaults
+(``stopping``); both are absent otherwise, so configs that never set them keep the params,
+and the fits, they had. The workflow passes it to the fit rule as a param, so
 changing any of these for one method reruns exactly that method's fits. Torch-free.
 """
 
@@ -25,6 +28,9 @@ FIT_DEFAULTS: dict[str, Any] = {
     "autocast": "off",
     "compile": "off",
     "cpu_layout": "auto",
+    "early_stop": "off",
+    # the rules' parameters (dipkit.fit.stopping.StopParams; the config schema has the same defaults)
+    "stopping": {"wmv_window": 100, "wmv_patience": 500, "discrepancy_tau": 1.0, "whiteness_threshold": 0.15},
 }
 
 
@@ -39,6 +45,8 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         arch["width"], width_source = None, "predicted"
     else:
         width_source = "fixed" if "width" in arch else "preset"
+    dip = method.kind != "classical"
+    stopping = {**FIT_DEFAULTS["stopping"], **(cfg.get("stopping") or {})}
     iterations = method.iterations if cfg["iterations"] is None or method.kind == "classical" else int(cfg["iterations"])
     return {
         "method": method.name,
@@ -60,4 +68,6 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         "compile": str(cfg["compile"]),
         "cpu_layout": str(cfg["cpu_layout"]),
         **({"search": dict(method.search)} if method.kind == "isnas" else {}),
+        **({"early_stop": str(cfg["early_stop"])} if dip and cfg["early_stop"] != "off" else {}),
+        **({"stopping": stopping} if dip and stopping != FIT_DEFAULTS["stopping"] else {}),
     }
