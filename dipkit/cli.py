@@ -209,8 +209,8 @@ def _features(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
+    from dipkit.columns import STOP_RULES
     from dipkit.denoise import DEFAULT_EARLY_STOP, denoising_methods
-    from dipkit.schemas import STOP_RULES
 
     choices = (*STOP_RULES, "off")
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dipkit.columns import STOP_RULES
 from dipkit.fit.stopping import StopParams, StopRecord
-from dipkit.schemas import STOP_RULES
 
 __all__ = [
     "AUTOCAST_MODES",

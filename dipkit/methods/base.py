@@ -1,7 +1,7 @@
 """The :class:`Method` record: an architecture plus the settings of its fits.
 
 Torch-free (the Snakefile resolves methods to plan the fits); networks are built only
-when a fit runs (:mod:`dipkit.benchmark`).
+when a fit runs (:mod:`dipkit.runner`).
 """
 
 from __future__ import annotations
