@@ -216,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="dipkit",
-        description="Deep Image Prior denoising benchmark (Liu et al., ICCV 2023). The benchmark itself "
-        "runs with `snakemake --cores all`; this command denoises single images.",
+        description="Deep Image Prior denoising (Liu et al., ICCV 2023). The paper's experiments run "
+        "with `snakemake --cores all`; this command denoises single images.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser(

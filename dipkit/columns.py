@@ -164,8 +164,8 @@ def fit_row(
 
     :param spec: the fit spec (:func:`dipkit.methods.fit_spec`), its width filled in.
     :param seed: the fit's base seed (:func:`dipkit.runner.fit_seed`).
-    :param outcome: the columns a fit measures, from ``params`` to ``backtracks`` (without
-        ``seconds_per_iteration``, derived here): :func:`dipkit.fit_jobs` builds them.
+    :param outcome: the columns a fit measures, ``params`` to ``backtracks`` less
+        ``seconds_per_iteration`` (derived here), as :mod:`dipkit.fit_jobs` measures them.
     :param shape: ``[H, W, C]`` of the fitted image.
     :param threads: torch CPU threads of the fit's process; ``torch_version``: ``torch.__version__``.
     :param batch_size: fits run at once in the fit's process (config ``fit.batch``).

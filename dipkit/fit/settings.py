@@ -95,7 +95,7 @@ class FitSettings:
         ``torch.autocast`` with bfloat16 (convolutions in bf16, loss and metrics in the
         image dtype). Meant for CUDA; CPUs without native bf16 run it far slower.
         Off by default because it moves the last-iteration PSNR by more than 0.05 dB on the
-        benchmark images (README, Fit speed).
+        paper's test images (README, Fit speed).
     :ivar str compile: ``"off"`` (default) or a ``torch.compile`` mode (``"default"``,
         ``"reduce-overhead"`` -- which uses CUDA graphs --, ``"max-autotune-no-cudagraphs"``)
         for the network's forward pass. Off by default: its cold start exceeds what it saves

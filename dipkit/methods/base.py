@@ -40,7 +40,7 @@ WIDTH_SOURCES = ("labels", "predicted")
 
 @dataclass(frozen=True)
 class Method:
-    """A benchmark method: which network, and how it is fitted.
+    """A method: which network, and how it is fitted.
 
     :ivar name: registry name (``[a-z0-9_]+``), used in paths and tables.
     :ivar label: the column name in the paper's tables (``DIP``, ``DD``, ``CD``, ``Ours``).
