@@ -57,7 +57,7 @@ def load_crop(name: str, size: int) -> np.ndarray:
     """The central ``size x size`` crop of a scikit-image photo, float32 ``[H, W, C]`` in [0, 1]."""
     import skimage.data
 
-    from dipkit.benchmark import crop_center
+    from dipkit.images import central_crop
 
     img = np.asarray(getattr(skimage.data, name)())
     if img.dtype == bool:
@@ -67,7 +67,7 @@ def load_crop(name: str, size: int) -> np.ndarray:
         img = img[:, :, None]
     if img.shape[2] == 4:  # RGBA: drop alpha
         img = img[:, :, :3]
-    return np.ascontiguousarray(crop_center(img, size))
+    return np.ascontiguousarray(central_crop(img, size))
 
 
 def noisy_image(clean: np.ndarray, name: str, size: int, sigma: int, seed: int) -> np.ndarray:
@@ -104,8 +104,8 @@ def fit_cell(task: dict) -> dict:
     import torch
 
     from dipkit.classical import run_classical
+    from dipkit.columns import STOP_RULES
     from dipkit.denoise import denoise
-    from dipkit.schemas import STOP_RULES
     from dipkit.seeding import derive_seed
 
     torch.set_num_threads(task["threads"])
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _rules() -> tuple[str, ...]:
-    from dipkit.schemas import STOP_RULES
+    from dipkit.columns import STOP_RULES
 
     return STOP_RULES
 

@@ -209,15 +209,15 @@ def _features(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
+    from dipkit.columns import STOP_RULES
     from dipkit.denoise import DEFAULT_EARLY_STOP, denoising_methods
-    from dipkit.schemas import STOP_RULES
 
     choices = (*STOP_RULES, "off")
 
     p = argparse.ArgumentParser(
         prog="dipkit",
-        description="Deep Image Prior denoising benchmark (Liu et al., ICCV 2023). The benchmark itself "
-        "runs with `snakemake --cores all`; this command denoises single images.",
+        description="Deep Image Prior denoising (Liu et al., ICCV 2023). The paper's experiments run "
+        "with `snakemake --cores all`; this command denoises single images.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser(

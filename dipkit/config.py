@@ -87,7 +87,7 @@ def plan_methods(config: dict) -> dict:
 
 def fitted_size(dataset: str, image: str, crop_multiple: int) -> tuple[int, int]:
     """``(width, height)`` of a built-in clean image as it is fitted: both sides cropped to a
-    multiple of ``crop_multiple``, as the prepare stage does (:func:`dipkit.images.center_crop`)."""
+    multiple of ``crop_multiple``, as the prepare stage does (:func:`dipkit.images.crop_to_multiple`)."""
     from dipkit.manifest import builtin_sizes
 
     w, h = builtin_sizes()[(dataset, image)]
@@ -252,7 +252,7 @@ def plan_experiments(config: dict, plans: dict[str, DatasetPlan]) -> dict[str, d
 @dataclass(frozen=True)
 class FitBatch:
     """Fits of one method on images of one dataset and noise setting, run as one job
-    (:func:`dipkit.benchmark.run_fit_batch_job`): same fit spec, same image size."""
+    (:func:`dipkit.fit_jobs.run_fit_batch_job`): same fit spec, same image size."""
 
     dataset: str
     noise: str

@@ -232,10 +232,10 @@ def denoise(
         :class:`~dipkit.fit.stopping.StopRecord`, None when off) and ``fit`` (the
         :class:`~dipkit.fit.FitResult`, outputs at the padded size).
     """
-    from dipkit.benchmark import run_fit
     from dipkit.architectures import size_rule
     from dipkit.fit import select_device
     from dipkit.methods import fit_spec, get_method
+    from dipkit.runner import run_fit
 
     img = np.asarray(noisy, np.float32)
     if img.ndim != 3 or img.shape[2] not in (1, 3):

@@ -362,7 +362,7 @@ def features_from_files(
     """Like :func:`dataset_features`, reading the image files themselves.
 
     Each clean file is read and centre-cropped exactly as the prepare stage does
-    (:func:`dipkit.images.read_image`, :func:`dipkit.images.center_crop`), so the features
+    (:func:`dipkit.images.read_image`, :func:`dipkit.images.crop_to_multiple`), so the features
     match those of the prepared stack; ``noisy`` files are skipped.
 
     :param files: :class:`dipkit.manifest.DatasetFile` entries, in the row order wanted.
@@ -372,7 +372,7 @@ def features_from_files(
     """
     from pathlib import Path
 
-    from dipkit.images import ImageError, center_crop, read_image
+    from dipkit.images import ImageError, crop_to_multiple, read_image
     from dipkit.io import write_parquet
 
     def items():
@@ -382,7 +382,7 @@ def features_from_files(
             path = Path(f.path) if f.path else Path(source_dir) / f.file
             img = read_image(path, f.channels)
             try:
-                img = center_crop(img, crop_multiple)
+                img = crop_to_multiple(img, crop_multiple)
             except ImageError as err:
                 raise ImageError(f"{path}: {err}") from None
             yield f.dataset, f.image, img

@@ -1,4 +1,4 @@
-"""Reading, checking and cropping images; the *prepare* stage.
+"""Reading, checking, cropping and writing images; the *prepare* stage.
 
 Numpy images in dipkit are ``[H, W, C]`` arrays (``C`` = 1 for grayscale, 3 for RGB).
 Prepared stacks keep the source's pixels at their true depth (``uint8``; ``uint16`` for
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dipkit.io import save_stack
+from dipkit.io import atomic_path, save_stack
 from dipkit.manifest import DatasetFile
 
 
@@ -155,8 +155,8 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def center_crop(img: np.ndarray, multiple: int) -> np.ndarray:
-    """Crop each side down to a multiple of ``multiple`` around the centre.
+def crop_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
+    """Crop each side of an ``[H, W, C]`` image down to a multiple of ``multiple`` around the centre.
 
     Follows the paper's ``crop_image``: the crop starts at ``(size - new) // 2``, so a
     481x321 CBSD68 image loses its last column and row and becomes 480x320.
@@ -169,6 +169,18 @@ def center_crop(img: np.ndarray, multiple: int) -> np.ndarray:
         raise ImageError(f"image of {w}x{h} pixels is smaller than the crop multiple {multiple}")
     top, left = (h - nh) // 2, (w - nw) // 2
     return img[top : top + nh, left : left + nw]
+
+
+def central_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size x size`` pixels of an ``[H, W, C]`` image (a fit spec's ``crop``).
+
+    :raises ValueError: if ``size`` is larger than a side.
+    """
+    h, w = img.shape[:2]
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the image ({w}x{h})")
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[top : top + size, left : left + size]
 
 
 def to_float(img: np.ndarray) -> np.ndarray:
@@ -206,7 +218,7 @@ def prepare_dataset(
         img = read_image(path, f.channels)
         raw_shapes.setdefault(f.image, {})[f.role] = (img.shape[0], img.shape[1], path)
         try:
-            arrays[f"{f.role}/{f.image}"] = center_crop(img, crop_multiple)
+            arrays[f"{f.role}/{f.image}"] = crop_to_multiple(img, crop_multiple)
         except ImageError as err:
             raise ImageError(f"{path}: {err}") from None
     for image, roles in raw_shapes.items():
@@ -224,3 +236,12 @@ def prepare_dataset(
 def load_clean(stack: Mapping[str, np.ndarray], image: str) -> np.ndarray:
     """The clean image of ``image`` from a loaded prepared stack, float32 ``[H, W, C]``."""
     return to_float(stack[f"clean/{image}"])
+
+
+def save_png(path: str | Path, img: np.ndarray) -> None:
+    """Write a float ``[H, W, C]`` image in ``[0, 1]`` as an 8-bit PNG (atomically)."""
+    from PIL import Image
+
+    arr = np.clip(np.rint(np.asarray(img, np.float64) * 255.0), 0, 255).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(tmp, format="PNG")

@@ -65,7 +65,7 @@ the PSD here shifts only ``(H, W)``.
 **Default metric.** Upstream has none: ``random_search.py`` evaluates ``'psd db strip mse'``,
 ``'psd strip hist emd'`` and ``'random mse'`` and produces one ISNAS-DIP result per metric.
 :data:`DEFAULT_METRIC` is ``'psd db strip mse'``, the first of its ``similarity_metrics`` list
-(an assumption of this benchmark, not an upstream setting; the FD paper does not say which
+(an assumption of dipkit, not an upstream setting; the FD paper does not say which
 metric its ISNAS-DIP numbers used).
 
 Deviations
@@ -485,7 +485,7 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                     [np.asarray(Image.fromarray(u8[:, :, k], mode="L").resize((w, h))) for k in range(c)], -1
                 )
             out = res.astype(np.float32) / 255.0
-        except ImportError:  # pragma: no cover - Pillow is a dependency of the benchmark
+        except ImportError:  # pragma: no cover - Pillow is a dependency of dipkit
             import torch
             import torch.nn.functional as F
 

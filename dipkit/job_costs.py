@@ -4,8 +4,8 @@ Every rule but ``all`` and ``job_costs`` declares ``benchmark:
 results/benchmarks/<rule>/<wildcards>.tsv`` (or ``results/benchmarks/<rule>.tsv``), and
 Snakemake writes one TSV per job with its wall time and, sampled while it runs (after half a
 second, then every 30 s), its peak resident memory, CPU time and I/O. :func:`read_benchmarks`
-turns a folder of them into one row per job (:data:`dipkit.schemas.JOB_COSTS`);
-:func:`summarize` makes the per-rule table of the report (:data:`dipkit.schemas.JOB_COST_TABLE`).
+turns a folder of them into one row per job (:data:`dipkit.columns.JOB_COSTS`);
+:func:`summarize` makes the per-rule table of the report (:data:`dipkit.columns.JOB_COST_TABLE`).
 
 The table covers the benchmark files present: the last run of every job whose output is in
 ``results/`` (a job that reruns overwrites its record; records of jobs dropped from the config
@@ -64,7 +64,7 @@ def read_benchmark(path: str | Path) -> dict:
 
 
 def read_benchmarks(folder: str | Path) -> list[dict]:
-    """Every job's record under ``folder`` (:data:`dipkit.schemas.JOB_COSTS` rows), sorted by
+    """Every job's record under ``folder`` (:data:`dipkit.columns.JOB_COSTS` rows), sorted by
     rule and job; the rule is the first path component, the job the rest without ``.tsv``."""
     root = Path(folder)
     rows = []
@@ -86,7 +86,7 @@ def _largest(values: Sequence[float | None]) -> float | None:
 
 
 def summarize(rows: Sequence[dict], rule_order: Sequence[str] = ()) -> list[dict]:
-    """Per rule (:data:`dipkit.schemas.JOB_COST_TABLE`): jobs, total / mean / longest wall
+    """Per rule (:data:`dipkit.columns.JOB_COST_TABLE`): jobs, total / mean / longest wall
     time, largest peak memory of one job, total CPU time; then a ``total`` row over all rules.
 
     :param rule_order: rules listed first, in this order (others follow by name).
@@ -121,8 +121,8 @@ def run_job_costs(
     """The *job_costs* rule: read ``folder``, write the per-job Parquet and the per-rule table."""
     import pandas as pd
 
+    from dipkit.columns import JOB_COST_TABLE, JOB_COSTS, make_table
     from dipkit.io import write_parquet
-    from dipkit.schemas import JOB_COST_TABLE, JOB_COSTS, make_table
     from dipkit.tables import write_table
 
     rows = read_benchmarks(folder)

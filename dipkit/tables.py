@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dipkit.columns import upgrade_fit_rows
 from dipkit.io import write_parquet, write_text
 
 
@@ -17,9 +18,7 @@ def concat_parquet(paths: Sequence[str], out_path: str | None = None) -> pa.Tabl
     """Concatenate Parquet files with one schema (in the given order); optionally write the result.
 
     Fit rows written before a column was added are brought up to date first
-    (:func:`dipkit.schemas.upgrade_fit_rows`)."""
-    from dipkit.schemas import upgrade_fit_rows
-
+    (:func:`dipkit.columns.upgrade_fit_rows`)."""
     if not paths:
         raise ValueError("no Parquet files to concatenate")
     table = pa.concat_tables([upgrade_fit_rows(pq.read_table(p)) for p in paths])
@@ -50,53 +49,6 @@ def write_table(df: pd.DataFrame, csv_path: str, md_path: str, title: str, notes
     write_text(csv_path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     body = f"# {title}\n\n" + to_markdown(df, digits) + (f"\n{notes.strip()}\n" if notes else "")
     write_text(md_path, body)
-
-
-def noisy_baseline(rows: pd.DataFrame, dataset_order: Sequence[str] = ()) -> pd.DataFrame:
-    """Dataset x noise summary of noisy-image metrics: image count, mean/std PSNR, mean SSIM."""
-    df = rows.copy()
-    order = list(dict.fromkeys([*dataset_order, *df["dataset"]]))
-    df["_d"] = df["dataset"].map(order.index)
-    kind_order = {"gaussian": 0, "poisson": 1, "real": 2}
-    df["_k"] = df["noise_kind"].map(kind_order)
-    out = (
-        df.groupby(["_d", "_k", "noise_level", "dataset", "noise"], dropna=False, sort=True)
-        .agg(
-            images=("image", "count"),
-            psnr_mean=("psnr", "mean"),
-            psnr_std=("psnr", "std"),
-            ssim_mean=("ssim", "mean"),
-            ssim_paper_mean=("ssim_paper", "mean"),
-        )
-        .reset_index()
-        .drop(columns=["_d", "_k", "noise_level"])
-    )
-    out["psnr_std"] = out["psnr_std"].fillna(0.0)
-    return out
-
-
-NOISY_BASELINE_NOTES = """
-Noisy images scored against their clean references before any denoising. PSNR in dB with
-data_range 1; SSIM with data_range 1 (scikit-image defaults: 7x7 uniform window, mean over
-channels); `ssim_paper_mean` uses data_range 2, the convention of the paper's code. Noise
-ids: `gaussian<sigma>` (sigma on the 0-255 scale), `poisson<zeta>`, `real` (PolyU camera
-noise). Rows: `results/noisy_baseline.parquet`.
-"""
-
-
-def write_noisy_baseline(paths: Sequence[str], parquet_out: str, csv_out: str, md_out: str, dataset_order=()) -> pd.DataFrame:
-    """The *noisy_baseline_table* stage: concatenate rows, write the Parquet and the table."""
-    rows = concat_parquet(paths, parquet_out).to_pandas()
-    summary = noisy_baseline(rows, dataset_order)
-    write_table(
-        summary,
-        csv_out,
-        md_out,
-        "Noisy baseline",
-        NOISY_BASELINE_NOTES,
-        digits={"psnr_mean": 2, "psnr_std": 2, "ssim_mean": 4, "ssim_paper_mean": 4},
-    )
-    return summary
 
 
 PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.csv"

@@ -23,7 +23,7 @@ import torch
 import yaml
 from conftest import REPO, run_snakemake, synthetic_image, write_png16
 
-from dipkit.benchmark import save_png
+from dipkit.images import save_png
 
 SET9 = {"Set9": {"images": ["image_House256rgb"], "gaussian": [25]}}
 

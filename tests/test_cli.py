@@ -158,7 +158,7 @@ def _limited(limit: str, value: int, *args: str, env=None) -> subprocess.Complet
     file may hold) or ``as`` (bytes of address space beyond what the process already maps)."""
     harness = (
         "import resource, sys\n"
-        "import torch, dipkit.benchmark, dipkit.denoise, dipkit.fit\n"
+        "import torch, dipkit.runner, dipkit.denoise, dipkit.fit\n"
         "from dipkit.cli import main\n"
         "if sys.argv[1] == 'as':\n"
         "    status = open('/proc/self/status').read().splitlines()\n"

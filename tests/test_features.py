@@ -184,7 +184,7 @@ def test_dataset_features_writes_a_parquet(tmp_path):
 def test_features_from_files_match_the_prepared_crop(tmp_path):
     from PIL import Image
 
-    from dipkit.images import center_crop
+    from dipkit.images import crop_to_multiple
     from dipkit.manifest import DatasetFile
 
     rgb = (synthetic_image(70, 100, 3, seed=8) * 255).round().astype(np.uint8)
@@ -203,11 +203,11 @@ def test_features_from_files_match_the_prepared_crop(tmp_path):
     df = F.features_from_files(files, tmp_path, out, crop_multiple=32, psd_bins=16)
     assert df["image"].tolist() == ["a", "b", "c"]
     assert df[["height", "width", "channels"]].values.tolist() == [[64, 96, 3], [64, 32, 1], [64, 96, 3]]
-    expected = F.image_features(center_crop(rgb, 32), psd_bins=16)
+    expected = F.image_features(crop_to_multiple(rgb, 32), psd_bins=16)
     assert df.iloc[0][list(expected)].tolist() == pytest.approx(list(expected.values()))
     pd.testing.assert_frame_equal(pd.read_parquet(out), df)
     stack = tmp_path / "s.npz"
-    save_stack(stack, {"clean/a": center_crop(rgb, 32), "clean/b": center_crop(gray, 32)})
+    save_stack(stack, {"clean/a": crop_to_multiple(rgb, 32), "clean/b": crop_to_multiple(gray, 32)})
     via_stack = F.dataset_features(stack, "Toy", ["a", "b"], None, psd_bins=16)
     pd.testing.assert_frame_equal(via_stack, df.iloc[:2])
     empty = F.features_from_files([], tmp_path, None, psd_bins=16)

@@ -3,7 +3,7 @@ import pytest
 from conftest import write_png16
 from PIL import Image
 
-from dipkit.images import ImageError, center_crop, prepare_dataset, read_image, to_float
+from dipkit.images import ImageError, central_crop, crop_to_multiple, prepare_dataset, read_image, save_png, to_float
 from dipkit.io import load_stack
 from dipkit.manifest import DatasetFile
 
@@ -13,18 +13,35 @@ def _png(path, arr, mode=None):
     return path
 
 
-def test_center_crop_matches_paper_convention():
+def test_crop_to_multiple_matches_paper_convention():
     img = np.arange(321 * 481).reshape(321, 481, 1)
-    out = center_crop(img, 32)
+    out = crop_to_multiple(img, 32)
     assert out.shape[:2] == (320, 480)
     # (481 - 480) // 2 == 0: the last column and row are dropped
     np.testing.assert_array_equal(out, img[:320, :480])
     portrait = np.zeros((481, 321, 3))
-    assert center_crop(portrait, 32).shape == (480, 320, 3)
+    assert crop_to_multiple(portrait, 32).shape == (480, 320, 3)
     odd = np.arange(70 * 70).reshape(70, 70, 1)
-    np.testing.assert_array_equal(center_crop(odd, 32), odd[3:67, 3:67])
+    np.testing.assert_array_equal(crop_to_multiple(odd, 32), odd[3:67, 3:67])
     with pytest.raises(ImageError, match="smaller than the crop multiple"):
-        center_crop(np.zeros((20, 64, 3)), 32)
+        crop_to_multiple(np.zeros((20, 64, 3)), 32)
+
+
+def test_central_crop_is_the_central_square():
+    img = np.arange(70 * 90).reshape(70, 90, 1)
+    np.testing.assert_array_equal(central_crop(img, 64), img[3:67, 13:77])
+    assert central_crop(img, 70).shape == (70, 70, 1)
+    with pytest.raises(ValueError, match=r"crop 71 is larger than the image \(90x70\)"):
+        central_crop(img, 71)
+
+
+def test_save_png_rounds_to_8_bits(tmp_path):
+    img = np.array([[[0.0], [0.5]], [[1.0], [1.7]]], np.float32)  # [2, 2, 1]; 1.7 is clipped
+    save_png(tmp_path / "g.png", img)
+    assert read_image(tmp_path / "g.png").tolist() == [[[0], [128]], [[255], [255]]]
+    rgb = np.zeros((2, 3, 3), np.float32)
+    save_png(tmp_path / "c.png", rgb)
+    assert read_image(tmp_path / "c.png").shape == (2, 3, 3)
 
 
 def test_read_image_channels_and_errors(tmp_path):

@@ -51,7 +51,7 @@ def test_atomic_write_replaces_and_respects_umask(tmp_path):
 
 def test_readme_schema_tables_match_the_code():
     from conftest import REPO
-    from dipkit.schemas import FIT_ROWS, NOISY_METRICS, TRAJECTORY, columns_markdown
+    from dipkit.columns import FIT_ROWS, NOISY_METRICS, TRAJECTORY, columns_markdown
 
     readme = (REPO / "README.md").read_text()
     for cols in (NOISY_METRICS, FIT_ROWS, TRAJECTORY):
@@ -63,8 +63,8 @@ def test_fit_rows_written_before_batch_size_are_upgraded(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from dipkit.columns import FIT_ROWS, arrow_schema
     from dipkit.io import write_parquet
-    from dipkit.schemas import FIT_ROWS, arrow_schema
     from dipkit.tables import concat_parquet
 
     schema = arrow_schema(FIT_ROWS)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from snakemake.benchmark import BenchmarkRecord, write_benchmark_records
 
+from dipkit.columns import JOB_COST_TABLE, JOB_COSTS
 from dipkit.job_costs import read_benchmark, read_benchmarks, run_job_costs, summarize
-from dipkit.schemas import JOB_COST_TABLE, JOB_COSTS
 
 
 def _record(seconds: float, rss: float | None = None, cpu: float = 0.0) -> BenchmarkRecord:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_image
-from dipkit.benchmark import fit_seed, run_fit
+from dipkit.runner import fit_seed, run_fit
 from dipkit.manifest import builtin_datasets
 from dipkit.methods import METHODS, fit_spec, get_method, label_width, texture_labels
 from dipkit.noise import NoiseSpec, add_noise

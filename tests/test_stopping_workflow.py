@@ -15,7 +15,7 @@ from conftest import REPO, run_snakemake, run_tiny
 from PIL import Image
 from test_workflow import job_counts
 
-from dipkit.schemas import FIT_ROWS, STOP_RULES, arrow_schema
+from dipkit.columns import FIT_ROWS, STOP_RULES, arrow_schema
 
 ITER = 30
 CONFIG = {

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
+from dipkit.columns import NOISY_METRICS
 from dipkit.images import to_float
 from dipkit.io import load_stack
 from dipkit.manifest import builtin_datasets
 from dipkit.noise import NoiseSpec, add_noise, noise_seed
-from dipkit.schemas import NOISY_METRICS
 
 TINY = {
     "seed": 7,
@@ -194,7 +194,7 @@ def test_user_dataset_runs_through(tmp_path):
     (synthetic noise) and a real-noise folder of clean/ and noisy/ pairs, fitted, tabled and
     drawn."""
     from conftest import synthetic_image
-    from dipkit.benchmark import save_png as save
+    from dipkit.images import save_png as save
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -3,6 +3,8 @@ they give the rows, trajectories and images of one fit per job, and they rerun l
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +18,7 @@ RUNTIME_COLUMNS = ["wall_time_s", "seconds_per_iteration", "peak_memory_bytes", 
 
 
 def _config(tmp_path, mirror, batch: int) -> dict:
-    from dipkit.benchmark import save_png
+    from dipkit.images import save_png
 
     folder = tmp_path.parent / "photos"  # shared by both runs
     if not folder.exists():
@@ -129,14 +131,15 @@ def test_batch_refuses_settings_it_lacks(tmp_path, mirror):
 
 
 def test_batch_job_refuses_bad_requests(tmp_path):
-    from dipkit.benchmark import run_fit_batch_job
+    from dipkit.fit_jobs import FitBatchJob, Runtime, run_fit_batch_job
     from dipkit.methods import fit_spec, get_method
 
     ours = fit_spec(get_method("ours"), "Set12", "01", "gaussian25")
     bm3d = fit_spec(get_method("bm3d"), "Set12", "01", "gaussian25")
-    args = ("prepared.npz", "noisy.npz", "Set12", "gaussian25")
+    job = FitBatchJob("prepared.npz", "noisy.npz", "Set12", "gaussian25", images=("01", "02"), specs=(ours,),
+                      config_seed=1, fit_version=4, out_dir=str(tmp_path / "out"))
     with pytest.raises(ValueError, match="one spec per image, got 2 images and 1 specs"):
-        run_fit_batch_job(*args, ["01", "02"], [ours], 1, str(tmp_path / "out"), fit_version=4)
+        run_fit_batch_job(job, Runtime())
     with pytest.raises(ValueError, match=r"method bm3d \(classical\) cannot run in a batch"):
-        run_fit_batch_job(*args, ["01"], [bm3d], 1, str(tmp_path / "out"), fit_version=4)
+        run_fit_batch_job(replace(job, images=("01",), specs=(bm3d,)), Runtime())
     assert not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 from conftest import run_snakemake, run_tiny
-from dipkit.schemas import FIT_ROWS, TRAJECTORY
+from dipkit.columns import FIT_ROWS, TRAJECTORY
 from test_workflow import job_counts
 
 ITER = 20

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from conftest import REPO
 
+from dipkit.columns import JOB_COST_TABLE, JOB_COSTS, columns_markdown
 from dipkit.config import fitted_size, plan_methods
 from dipkit.job_resources import fit_cost
 from dipkit.methods import fit_spec
-from dipkit.schemas import JOB_COST_TABLE, JOB_COSTS, columns_markdown
 
 SIX = ["01", "02", "03", "04", "05", "06"]  # six 256x256 images: six fits ready at once
 

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from dipkit.noise import NoiseSpec, make_noisy_stack
-from dipkit.workflow import script_context
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
     make_noisy_stack(

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from dipkit.classifier.stage import ClassifierOutputs, run_classifier
 from dipkit.methods.widths import write_width_files
-from dipkit.workflow import script_context
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
     out = snakemake.output

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from dipkit.download import download_dataset
 from dipkit.manifest import builtin_datasets
-from dipkit.workflow import script_context
+from dipkit.script_context import script_context
 
 with script_context(snakemake) as log:
     wanted = {name for name, _ in snakemake.params.files}

@@ -7,21 +7,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from dipkit.benchmark import run_fit_job, run_isnas_select_job
-from dipkit.workflow import script_context
+from dipkit.fit_jobs import FitJob, IsnasFitJob, Runtime, run_fit_job, run_isnas_fit_job
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
-    wc = snakemake.wildcards
-    files = (snakemake.input.prepared, snakemake.input.noisy)
-    job = (wc.dataset, wc.image, wc.noise, snakemake.params.spec, snakemake.params.seed)
-    outputs = (snakemake.output.row, snakemake.output.trajectory, snakemake.output.image)
-    options = dict(
-        fit_version=snakemake.params.version,
-        device=snakemake.config["fit"]["device"],
-        threads=snakemake.threads,
-        fits_per_gpu=snakemake.config["fit"]["fits_per_gpu"],
-    )
     if "search" in snakemake.input.keys():
-        run_isnas_select_job(*files, snakemake.input.search, *job, *outputs, **options)
+        run_isnas_fit_job(IsnasFitJob.from_rule(snakemake), Runtime.from_rule(snakemake))
     else:
-        run_fit_job(*files, *job, *outputs, width_file=snakemake.input.get("width"), **options)
+        run_fit_job(FitJob.from_rule(snakemake), Runtime.from_rule(snakemake))

@@ -6,22 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from dipkit.benchmark import run_fit_batch_job
-from dipkit.workflow import script_context
+from dipkit.fit_jobs import FitBatchJob, Runtime, run_fit_batch_job
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
-    wc = snakemake.wildcards
-    run_fit_batch_job(
-        snakemake.input.prepared,
-        snakemake.input.noisy,
-        wc.dataset,
-        wc.noise,
-        snakemake.params.images,
-        snakemake.params.specs,
-        snakemake.params.seed,
-        snakemake.output[0],
-        fit_version=snakemake.params.version,
-        device=snakemake.config["fit"]["device"],
-        threads=snakemake.threads,
-        fits_per_gpu=snakemake.config["fit"]["fits_per_gpu"],
-    )
+    run_fit_batch_job(FitBatchJob.from_rule(snakemake), Runtime.from_rule(snakemake))

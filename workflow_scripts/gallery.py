@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from dipkit.figures import gallery_from_files
-from dipkit.workflow import script_context
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
     wc = snakemake.wildcards

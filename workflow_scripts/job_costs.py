@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from dipkit.job_costs import run_job_costs
-from dipkit.workflow import script_context
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
     run_job_costs(

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from dipkit.tables import write_noisy_baseline
-from dipkit.workflow import script_context
+from dipkit.noisy_baseline import write_noisy_baseline
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
     write_noisy_baseline(

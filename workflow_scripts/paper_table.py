@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from dipkit.tables import write_paper_table
-from dipkit.workflow import script_context
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
     write_paper_table(

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from dipkit.images import prepare_dataset
 from dipkit.manifest import files_from_entries
-from dipkit.workflow import script_context
+from dipkit.script_context import script_context
 
 with script_context(snakemake) as log:
     dataset = snakemake.wildcards.dataset

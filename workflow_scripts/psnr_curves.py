@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 import pandas as pd
 
 from dipkit.figures import plot_psnr_curves
-from dipkit.workflow import script_context
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
     wc = snakemake.wildcards

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from dipkit.evaluation import score_noisy
-from dipkit.workflow import script_context
+from dipkit.noisy_baseline import score_noisy
+from dipkit.script_context import script_context
 
 with script_context(snakemake):
     score_noisy(

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dipkit.classifier.cross_validation import CVResult
-from dipkit.io import atomic_path
+from dipkit.figures import save_figure
 
 
 def plot_roc(cv_result: CVResult, path: str | os.PathLike, title: str | None = None) -> None:
@@ -62,5 +62,4 @@ def plot_roc(cv_result: CVResult, path: str | os.PathLike, title: str | None = N
     )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150, metadata={"Software": None})
+    save_figure(fig, path, trim=False)

@@ -53,9 +53,9 @@ def run_summary(name, cfg, row_paths, trajectory_paths, prepared, outputs) -> No
     """
     import pandas as pd
 
+    from dipkit.columns import FIT_ROWS, TRAJECTORY, arrow_schema
     from dipkit.images import to_float
     from dipkit.io import load_from_stack, write_parquet
-    from dipkit.schemas import FIT_ROWS, TRAJECTORY, arrow_schema
     from dipkit.tables import concat_parquet
 
     exp = EXPERIMENTS[name]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,17 +111,6 @@ class ExperimentData:
     rows: "Any"  # pandas DataFrame, fits.parquet schema plus ``png`` (the denoised image's path)
     trajectories: "Any"  # pandas DataFrame, trajectories.parquet schema
     images: dict[tuple[str, str], np.ndarray]  # (dataset, image) -> clean float [H, W, C]
-
-
-def save_figure(fig, path: str | Path) -> None:
-    """Save a matplotlib figure atomically as PNG and close it."""
-    import matplotlib.pyplot as plt
-
-    from dipkit.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
 
 
 def mean_curves(traj, by: list[str], value: str = "psnr_ema"):

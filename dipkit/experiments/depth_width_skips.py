@@ -10,7 +10,8 @@ networks and hardly for deep ones (Fig. 10a).
 Options: ``depths``, ``widths``, ``skips`` (list of booleans).
 """
 
-from dipkit.experiments.base import COARSE, FINE, Experiment, arm, save_figure
+from dipkit.experiments.base import COARSE, FINE, Experiment, arm
+from dipkit.figures import save_figure
 
 
 def arm_name(depth, width, skip):

@@ -11,7 +11,8 @@ perturbation, EMA 0.99, lr 0.01.
 Options: ``filters`` (names; ``bilinear`` is the built-in mode), ``width`` (128).
 """
 
-from dipkit.experiments.base import COARSE, FINE, Experiment, arm, mean_curves, peak_table, save_figure
+from dipkit.experiments.base import COARSE, FINE, Experiment, arm, mean_curves, peak_table
+from dipkit.figures import save_figure
 
 FILTERS = ["NN", "bilinear", "L14", "L15", "L16", "L17", "L-60", "L-100"]
 

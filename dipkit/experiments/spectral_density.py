@@ -5,7 +5,8 @@ with its spectral slope and released width label.
 Options: none. ``images`` default: every Set9 image.
 """
 
-from dipkit.experiments.base import Experiment, save_figure
+from dipkit.experiments.base import Experiment
+from dipkit.figures import save_figure
 
 SET9 = [
     "Set9/image_Baboon512rgb", "Set9/image_F16_512rgb", "Set9/image_House256rgb", "Set9/image_Lena512rgb",

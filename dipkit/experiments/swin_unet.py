@@ -9,7 +9,8 @@ iteration 100; ours from the first iteration, as every other method), 3000 itera
 Options: ``embed_dim`` (108), ``window`` (8), ``lr`` (8e-4).
 """
 
-from dipkit.experiments.base import COARSE, FINE, Experiment, arm, mean_curves, peak_table, save_figure
+from dipkit.experiments.base import COARSE, FINE, Experiment, arm, mean_curves, peak_table
+from dipkit.figures import save_figure
 
 UPSAMPLERS = {"patch_expand": "patch expanding (learnt)", "bilinear": "bilinear (fixed)"}
 

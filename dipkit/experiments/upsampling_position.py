@@ -10,7 +10,8 @@ ConvDecoder of Table 2 (no input perturbation, EMA 0.99).
 Options: ``positions`` (first/last), ``factors``, ``width`` (128).
 """
 
-from dipkit.experiments.base import COARSE, FINE, Experiment, arm, mean_curves, peak_table, save_figure
+from dipkit.experiments.base import COARSE, FINE, Experiment, arm, mean_curves, peak_table
+from dipkit.figures import save_figure
 
 
 def make_arms(opt):

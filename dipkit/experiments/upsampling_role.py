@@ -9,7 +9,8 @@ raw output's PSNR. "N layers" counts the hidden blocks: ``layers = N + 1`` with 
 Options: ``width`` (128), ``exp_weight`` (0.0), ``lr`` (0.01).
 """
 
-from dipkit.experiments.base import COARSE, Experiment, arm, mean_curves, peak_table, save_figure
+from dipkit.experiments.base import COARSE, Experiment, arm, mean_curves, peak_table
+from dipkit.figures import save_figure
 
 DECODERS = {"mlp": ("deep_decoder", "MLP-Decoder (1x1)"), "conv": ("conv_decoder", "ConvDecoder (3x3)")}
 VARIANTS = [("transposed", 5), ("bilinear", 5), ("none", 5), ("none", 4), ("none", 3)]

@@ -1,4 +1,4 @@
-"""The DIP fit engine: one training loop for every architecture in the benchmark.
+"""The DIP fit engine: one training loop for every architecture dipkit fits.
 
 What the paper's code does (``FasterDIP-devil-in-upsampling``, ``DIP-Recon/core/fit.py``
 and ``denoising.py``), and what :func:`fit` reproduces by default:

@@ -16,7 +16,7 @@ backtracking, NCHW layout. As in :func:`dipkit.fit.fit` the iteration is one ste
 (:class:`_BatchStep`), captured into a CUDA graph and replayed on CUDA (``cuda_graphs``,
 with the K generators registered with the graph; :mod:`dipkit.fit.cuda_graphs`). Used by
 ``benchmarks/fit_speed.py`` (``batched``, ``throughput --batch``) and by the pipeline's
-``fit_batch`` rule (config ``fit.batch``, :func:`dipkit.benchmark.run_fit_batch_job`).
+``fit_batch`` rule (config ``fit.batch``, :func:`dipkit.fit_jobs.run_fit_batch_job`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from dipkit.fit.cuda_graphs import StepRunner, eager_reason
 from dipkit.fit.device import backend_flags, peak_memory, reset_peak_memory, synchronize, tune_host_allocator
@@ -160,10 +162,6 @@ def _diverged_fit(losses: np.ndarray, final_ok: Sequence[bool] | None = None) ->
 
 
 def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=(), noise_sigma=None):
-    import warnings
-
-    from torch.func import functional_call, stack_module_state, vmap
-
     n, w, std = int(s.iterations), float(s.exp_weight), float(s.reg_noise_std)
     for net in nets:
         net.train()

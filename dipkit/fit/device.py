@@ -10,6 +10,8 @@ from typing import Iterator
 
 import torch
 
+from dipkit.fit.settings import FitOutOfMemoryError
+
 __all__ = [
     "describe_device",
     "explain_out_of_memory",
@@ -163,8 +165,6 @@ def explain_out_of_memory(what: str, device: torch.device | str) -> Iterator[Non
     """Turn an out-of-memory error of the GPU or the CPU (:func:`is_out_of_memory`) into a
     :class:`~dipkit.fit.settings.FitOutOfMemoryError` that says what was being fitted (``what``:
     method and image size) and what to do; its ``detail`` is the allocator's message."""
-    from dipkit.fit.settings import FitOutOfMemoryError
-
     try:
         yield
     except Exception as err:

@@ -33,6 +33,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
 
 def _gpu_ids(n_devices: int) -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -113,8 +115,6 @@ def device_for_job(preference: str = "auto", fits_per_gpu: int = 1) -> Iterator[
     With one GPU no lock is needed: ``--resources gpu=`` alone caps the fits sharing it.
     """
     if preference == "auto":
-        import torch
-
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n > 1:
             with claim_gpu(n, fits_per_gpu=fits_per_gpu) as index:

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dipkit.columns import STOP_RULES
 from dipkit.fit.stopping import StopParams, StopRecord
-from dipkit.schemas import STOP_RULES
 
 __all__ = [
     "AUTOCAST_MODES",
@@ -95,7 +95,7 @@ class FitSettings:
         ``torch.autocast`` with bfloat16 (convolutions in bf16, loss and metrics in the
         image dtype). Meant for CUDA; CPUs without native bf16 run it far slower.
         Off by default because it moves the last-iteration PSNR by more than 0.05 dB on the
-        benchmark images (README, Fit speed).
+        paper's test images (README, Fit speed).
     :ivar str compile: ``"off"`` (default) or a ``torch.compile`` mode (``"default"``,
         ``"reduce-overhead"`` -- which uses CUDA graphs --, ``"max-autotune-no-cudagraphs"``)
         for the network's forward pass. Off by default: its cold start exceeds what it saves

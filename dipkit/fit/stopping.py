@@ -38,7 +38,7 @@ in-place tensor operations only (no ``.item()``, no branch on a tensor value, no
 synchronisation), so it can sit inside a captured training step. Its own iteration counter
 is a device tensor. :meth:`StopMonitor.should_stop` reads one flag (one synchronisation) for
 callers that end a fit early; :meth:`StopMonitor.result` reads everything once, after the
-loop. Rule names: :data:`dipkit.schemas.STOP_RULES`.
+loop. Rule names: :data:`dipkit.columns.STOP_RULES`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dipkit.schemas import STOP_RULES
+from dipkit.columns import STOP_RULES
+from dipkit.denoise import estimate_sigma
+from dipkit.metrics import functional as fm
 
 __all__ = ["STOP_RULES", "StopMonitor", "StopParams", "StopRecord", "clipped_noise_variance", "replay"]
 
@@ -265,8 +267,6 @@ class StopMonitor:
         :param clean: its ground truth ``[1, C, H, W]`` to score the outputs against, or None.
         :return: ``{rule: StopRecord}``; the outputs are CPU float32 copies.
         """
-        from dipkit.metrics import functional as fm
-
         done = int(self.t)
         fired = self.fired[:, fit].cpu().numpy()
         kept_t = self.kept_t[:, fit].cpu().numpy()
@@ -338,8 +338,6 @@ def _sigmas(noisy: torch.Tensor, sigma) -> list[float]:
     """K noise levels on the 0-255 scale: given, or estimated from each noisy image."""
     k = noisy.shape[0]
     if sigma is None:
-        from dipkit.denoise import estimate_sigma
-
         host = noisy.detach().to("cpu", torch.float64).numpy().transpose(0, 2, 3, 1)
         values = [estimate_sigma(host[j]) for j in range(k)]
     elif isinstance(sigma, (int, float)):

@@ -1,7 +1,7 @@
 """The :class:`Method` record: an architecture plus the settings of its fits.
 
 Torch-free (the Snakefile resolves methods to plan the fits); networks are built only
-when a fit runs (:mod:`dipkit.benchmark`).
+when a fit runs (:mod:`dipkit.runner`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ WIDTH_SOURCES = ("labels", "predicted")
 
 @dataclass(frozen=True)
 class Method:
-    """A benchmark method: which network, and how it is fitted.
+    """A method: which network, and how it is fitted.
 
     :ivar name: registry name (``[a-z0-9_]+``), used in paths and tables.
     :ivar label: the column name in the paper's tables (``DIP``, ``DD``, ``CD``, ``Ours``).

@@ -1,4 +1,4 @@
-"""All benchmark methods by name. A new method: one small module with a ``METHOD``, plus
+"""All methods by name. A new method: one small module with a ``METHOD``, plus
 one entry here."""
 
 from __future__ import annotations

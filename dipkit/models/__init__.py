@@ -1,4 +1,4 @@
-"""Network architectures of the benchmark (Deep Image Prior family), in PyTorch.
+"""Network architectures of dipkit (Deep Image Prior family), in PyTorch.
 
 Re-implementations of the networks used by Liu et al., "The Devil is in the Upsampling"
 (ICCV 2023) and its baselines: DIP's hourglass (:mod:`.hourglass`), the paper's 2-level

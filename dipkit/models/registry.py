@@ -1,4 +1,4 @@
-"""Registry of the benchmark's architectures: name -> preset, builder and default options.
+"""Registry of dipkit's architectures: name -> preset, builder and default options.
 
 Public API (re-exported by :mod:`dipkit.models`):
 

@@ -1,5 +1,4 @@
-"""Glue for ``workflow_scripts/``: logging and error reporting around a stage function, and
-the job's config for run-time settings.
+"""Glue for ``workflow_scripts/``: logging and error reporting around a stage function.
 
 This module never imports snakemake; scripts pass their ``snakemake`` object in.
 """
@@ -10,17 +9,6 @@ import contextlib
 import logging
 import sys
 import traceback
-
-_job_config: dict = {}
-
-
-def job_config() -> dict:
-    """The validated config of the Snakemake job this process runs ({} outside a job).
-
-    Run-time settings that change only how a job runs, never its result (``fit.cuda_graphs``),
-    are read from here rather than passed by the adapter scripts: Snakemake tracks the scripts'
-    code, so adding an argument there would rerun every job of their rules."""
-    return _job_config
 
 
 @contextlib.contextmanager
@@ -39,8 +27,6 @@ def script_context(smk):
     logging.basicConfig(
         stream=fh, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
-    global _job_config
-    _job_config = dict(getattr(smk, "config", None) or {})
     try:
         yield logging.getLogger(f"dipkit.{smk.rule}")
     except Exception as err:
@@ -51,7 +37,6 @@ def script_context(smk):
         print(f"dipkit: rule {smk.rule} ({dict(smk.wildcards)}) failed: {err}", file=terminal, flush=True)
         raise SystemExit(1) from None
     finally:
-        _job_config = {}
         sys.stderr = terminal
         if fh is not terminal:
             fh.close()

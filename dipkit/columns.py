@@ -1,13 +1,21 @@
-"""Column schemas of the Parquet results, in one place.
+"""The columns of the Parquet results, in one place, and the builder of a fit's row.
 
 Each schema is a list of :class:`Column` (name, Arrow type, description). Writers build
 their tables through :func:`make_table`, which enforces the exact columns and types, so
-the documentation here (and in README, *Results*) is what the files hold.
+the documentation here (and the schema tables of the docs, generated from it by
+:func:`columns_markdown`) is what the files hold. (The config's schema is another thing:
+``schemas/config.schema.yaml``.)
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import dipkit
+from dipkit.noise import NoiseSpec
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,77 @@ FIT_ROWS = [
     Column("dipkit_version", "string", "dipkit version"),
     Column("fit_version", "int64", "algorithm version of the fit stage (dipkit/_versions.py)"),
 ]
+
+def fit_row(
+    dataset: str,
+    image: str,
+    noise_id: str,
+    spec: Mapping[str, Any],
+    seed: int,
+    outcome: Mapping[str, Any],
+    shape: tuple[int, int, int],
+    *,
+    fit_version: int,
+    threads: int,
+    torch_version: str,
+    batch_size: int = 1,
+) -> dict:
+    """One row of :data:`FIT_ROWS`.
+
+    :param spec: the fit spec (:func:`dipkit.methods.fit_spec`), its width filled in.
+    :param seed: the fit's base seed (:func:`dipkit.runner.fit_seed`).
+    :param outcome: the columns a fit measures, ``params`` to ``backtracks`` less
+        ``seconds_per_iteration`` (derived here), as :mod:`dipkit.fit_jobs` measures them.
+    :param shape: ``[H, W, C]`` of the fitted image.
+    :param threads: torch CPU threads of the fit's process; ``torch_version``: ``torch.__version__``.
+    :param batch_size: fits run at once in the fit's process (config ``fit.batch``).
+    """
+    noise = NoiseSpec.parse(noise_id)
+    return {
+        "dataset": dataset,
+        "image": image,
+        "noise": noise_id,
+        "noise_kind": noise.kind,
+        "noise_level": noise.level,
+        "method": spec["method"],
+        "architecture": spec["architecture"],
+        "arch_options": json.dumps(spec["arch_options"], sort_keys=True),
+        "width": spec["width"],
+        "width_source": spec["width_source"],
+        "height": shape[0],
+        "width_px": shape[1],
+        "channels": shape[2],
+        "iterations": spec["iterations"],
+        "lr": spec["lr"],
+        "exp_weight": spec["exp_weight"],
+        "reg_noise_std": spec["reg_noise_std"],
+        "input_scale": spec["input_scale"],
+        "seed": seed,
+        "early_stop": spec.get("early_stop", "off"),
+        **outcome,
+        "seconds_per_iteration": outcome["wall_time_s"] / spec["iterations"],
+        "dtype": spec["dtype"],
+        "threads": int(threads),
+        "batch_size": int(batch_size),
+        "torch_version": torch_version,
+        "dipkit_version": dipkit.__version__,
+        "fit_version": int(fit_version),
+    }
+
+
+def stop_columns(result=None) -> dict:
+    """The early-stopping columns of :data:`FIT_ROWS` (``stop_sigma`` and each rule's
+    ``<rule>_*``) of a :class:`~dipkit.fit.FitResult` (its ``stop_sigma`` and ``stops``), or
+    all null (``result=None``: a classical method)."""
+    row = {"stop_sigma": None if result is None else float(result.stop_sigma)}
+    for rule in STOP_RULES:
+        rec = None if result is None else result.stops[rule]
+        row[f"{rule}_stop_iteration"] = None if rec is None else rec.stop_iteration
+        row[f"{rule}_iteration"] = None if rec is None else rec.iteration
+        row[f"{rule}_psnr"] = None if rec is None else float(rec.psnr)
+        row[f"{rule}_ssim"] = None if rec is None else float(rec.ssim)
+    return row
+
 
 #: Columns added to :data:`FIT_ROWS` after its first release, with the value every row
 #: written before holds: no fit ran in a batch before ``batch_size`` existed; no fit
