@@ -1,6 +1,6 @@
 """Issue 9: every bad input and fault ends in a clear message, with nothing half-written and
-no finished result lost. Each case here is a row of the README table *Bad input and
-failures*; ``test_readme_table_lists_every_case`` keeps the two in step.
+no finished result lost. Each case here is a row of the table in ``docs/failures.md``;
+``test_failures_table_lists_every_case`` keeps the two in step.
 
 Config cases run the real ``snakemake -n`` (they must fail before any job); data and fit
 cases run the real workflow on a small user folder.
@@ -431,13 +431,12 @@ def test_sigkill_then_rerun_incomplete_gives_the_same_rows(tmp_path, mirror):
     assert _leftovers(work / "results") == []
 
 
-# --------------------------------------------------------------------------- README
+# --------------------------------------------------------------------------- docs/failures.md
 
 
-def test_readme_table_lists_every_case():
-    """Every case here is a row of the README table, and every test the table names exists."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Bad input and failures", 1)[1].split("\n## ", 1)[0]
+def test_failures_table_lists_every_case():
+    """Every case here is a row of the table in docs/failures.md, and every test it names exists."""
+    section = (REPO / "docs/failures.md").read_text()
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| what")]
     assert len(rows) >= 20
     ids = set(re.findall(r"`([a-z0-9-]+)`", section))

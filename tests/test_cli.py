@@ -68,7 +68,7 @@ def test_any_size_grayscale_comes_back_at_its_size(tmp_path):
 
 
 #: ``dipkit denoise`` given bad input: case -> what stderr says (exit status 2, nothing written).
-#: Each case is a row of the README table "Bad input and failures" (test_bad_inputs.py checks).
+#: Each case is a row of the table in docs/failures.md (test_bad_inputs.py checks).
 CLI_CASES = {
     "denoise-missing-file": "in.png: no such file",
     "denoise-not-an-image": "in.png: not a readable image",

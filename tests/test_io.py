@@ -49,13 +49,13 @@ def test_atomic_write_replaces_and_respects_umask(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_readme_schema_tables_match_the_code():
+def test_documented_schema_tables_match_the_code():
     from conftest import REPO
     from dipkit.columns import FIT_ROWS, NOISY_METRICS, TRAJECTORY, columns_markdown
 
-    readme = (REPO / "README.md").read_text()
+    page = (REPO / "docs/outputs.md").read_text()
     for cols in (NOISY_METRICS, FIT_ROWS, TRAJECTORY):
-        assert columns_markdown(cols) in readme
+        assert columns_markdown(cols) in page
 
 
 def test_fit_rows_written_before_batch_size_are_upgraded(tmp_path):

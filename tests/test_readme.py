@@ -14,8 +14,14 @@ their parts. Each part must be a key of :data:`COMMANDS`, which says how it is r
 * :class:`Run` -- verbatim, for real: the tiny benchmark (offline, through the dataset mirror
   at ``../shared/datasets`` as the README says), its report, ``dipkit denoise`` on a photo
   made here, the linters;
-* :class:`ArgsOnly` -- a measurement that takes hours: its arguments are parsed by the
-  script's own parser, nothing is measured (its modes run in ``test_benchmark_fit_speed.py``);
+* :class:`Check` -- a quick script, verbatim: it must succeed and print the figure the docs
+  quote;
+* :class:`ArgsOnly` -- a measurement that takes hours, needs a GPU or downloads: its arguments
+  are parsed by the script's own parser, nothing is run (the speed benchmark's modes run in
+  ``test_benchmark_fit_speed.py``);
+* :class:`ShellScript` -- a shell script for a GPU host (or its rehearsal in a prepared scratch
+  folder): ``bash -n`` parses it, and its mode and the variables the command sets must be ones
+  the script reads;
 * :class:`Collect` -- the test suite itself: collected, not run (it is what runs this).
 
 A command in the docs that is not in :data:`COMMANDS` fails the test, and so does an entry of
@@ -47,8 +53,9 @@ from conftest import REPO, SHARED, synthetic_image
 pytestmark = pytest.mark.slow
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-DEFAULT_JOBS = 3328  # the default config's plan (test_workflow.py counts it rule by rule)
-TINY_JOBS = 27  # tests/configs/tiny.yaml
+DEFAULT_JOBS = 3329  # the default config's plan (test_workflow.py counts it rule by rule)
+TINY_JOBS = 28  # tests/configs/tiny.yaml
+TABLE2_OURS_JOBS = 254  # configs/paper_table2_ours.yaml (docs/reproduction.md)
 
 
 #: The throwaway environments and the extras of pyproject.toml each installs.
@@ -73,7 +80,18 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Check:
+    env: str
+    prints: str  # the figure the docs quote, as the script prints it
+
+
+@dataclass(frozen=True)
 class ArgsOnly:
+    env: str
+
+
+@dataclass(frozen=True)
+class ShellScript:
     env: str
 
 
@@ -104,6 +122,26 @@ COMMANDS = {
     "python benchmarks/fit_speed.py full --methods ours64 --size 512": ArgsOnly("dev"),
     "python benchmarks/fit_speed.py precision --images a.png b.png": ArgsOnly("dev"),
     "python benchmarks/fit_speed.py compile --method ours32": ArgsOnly("dev"),
+    # docs/cuda-graphs.md: the CUDA-graph rows (a GPU)
+    "python benchmarks/fit_speed.py per-fit --cuda-graphs --methods ours32 --sizes 256 512": ArgsOnly("dev"),
+    "python benchmarks/fit_speed.py full --cuda-graphs --methods ours64 --size 512": ArgsOnly("dev"),
+    "python benchmarks/fit_speed.py batched --cuda-graphs --method ours64 --size 256 --batches 4 8":
+        ArgsOnly("dev"),
+    # docs/gpu-hours.md: the GPU-hours the page quotes
+    "python benchmarks/gpu_hours.py": Check("user", "| **total** | **2,949** | | **61.40** |"),
+    "python benchmarks/gpu_hours.py --configfile configs/paper_table2_ours.yaml":
+        Check("user", "| **total** | **178** | | **0.58** |"),
+    "python benchmarks/gpu_hours.py --datasets Set9 Set12 CBSD68 --noise-kind gaussian "
+    "--methods dip deep_decoder conv_decoder nas_dip isnas_dip ours":
+        Check("user", "| **total** | **1,068** | | **30.94** |"),
+    # docs/reproduction.md: the GPU-host run, its publisher and its wheels (downloads)
+    "snakemake --cores all --configfile configs/paper_table2_ours.yaml": DryRun("user", TABLE2_OURS_JOBS),
+    "python benchmarks/publish_table2.py --config configs/paper_table2_ours.yaml --fits results/fits.parquet "
+    "--out docs/reproduced": ArgsOnly("dev"),
+    "python benchmarks/wheelhouse.py prepare": ArgsOnly("dev"),
+    "python benchmarks/wheelhouse.py check": ArgsOnly("dev"),
+    "DEVICE=cpu QUICK=1 PYTHON=/tmp/dipkit-hostlike/venv/bin/python WHEELS=/tmp/dipkit-hostlike/whl "
+    "OUT=/tmp/rehearsal bash benchmarks/paper_scale.sh table2": ShellScript("dev"),
 }
 
 
@@ -371,6 +409,32 @@ def test_measurements_take_their_documented_arguments(clone):
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, _out(proc)
     assert proc.stdout.count("parsed:") == len(commands)
+
+
+@pytest.mark.parametrize("command", _present(Check))
+def test_quick_scripts_print_what_the_docs_quote(clone, command):
+    proc = clone.run(command, COMMANDS[command].env, timeout=600)
+    assert proc.returncode == 0, _out(proc)
+    assert COMMANDS[command].prints in proc.stdout, _out(proc)
+
+
+def test_shell_scripts_are_parsed_with_their_documented_modes():
+    """Each shell-script command of the docs: the script parses (``bash -n``), its arguments are
+    modes of its ``case`` statement, and each ``VAR=`` the command sets is a variable it reads."""
+    commands = _present(ShellScript)
+    for command in commands:
+        words = shlex.split(command)
+        assigned = [w.split("=", 1)[0] for w in words if re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", w)]
+        shell, script, *modes = words[len(assigned):]
+        assert shell == "bash", command
+        text = (REPO / script).read_text()
+        proc = subprocess.run(["bash", "-n", str(REPO / script)], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, _out(proc)
+        for mode in modes:
+            case = re.search(rf"^\s*{re.escape(mode)}\)", text, flags=re.MULTILINE)
+            assert case, f"{command}: {script} has no mode {mode}"
+        for name in assigned:
+            assert re.search(rf"\$\{{?{name}\b", text), f"{command}: {script} does not read {name}"
 
 
 @pytest.mark.parametrize("command", _present(Collect))
