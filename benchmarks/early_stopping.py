@@ -15,7 +15,7 @@ Commands::
         --methods ours --sizes 128 --sigmas 15 25 50
     python benchmarks/early_stopping.py summary docs/early-stopping/fits.csv \\
         --out docs/early-stopping/summary.csv
-    python benchmarks/early_stopping.py tune results/early_stopping/signals --threshold 0.1 0.15 0.2
+    python benchmarks/early_stopping.py tune results/early_stopping/signals --factor 1.4 1.5 1.6
 
 ``run`` appends one row per fit to ``--out`` (rewritten atomically after every fit) and skips
 the fits already there, so an interrupted run continues where it stopped; ``--workers N``
@@ -272,7 +272,7 @@ def tune(args: argparse.Namespace) -> None:
              "|---|---|---|---|---|---|---|"]
     grid = [("wmv", "patience", v, StopParams(wmv_patience=v)) for v in args.patience]
     grid += [("discrepancy", "tau", v, StopParams(discrepancy_tau=v)) for v in args.tau]
-    grid += [("whiteness", "threshold", v, StopParams(whiteness_threshold=v)) for v in args.threshold]
+    grid += [("whiteness", "factor", v, StopParams(whiteness_factor=v)) for v in args.factor]
     for rule, name, value, params in grid:
         gaps, gains, its, fired = [], [], [], 0
         for r in runs:
@@ -316,7 +316,7 @@ def main(argv=None) -> None:
     t.add_argument("signals")
     t.add_argument("--patience", type=int, nargs="+", default=[200, 300, 500, 700, 1000])
     t.add_argument("--tau", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9, 1.0])
-    t.add_argument("--threshold", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.25])
+    t.add_argument("--factor", type=float, nargs="+", default=[1.2, 1.3, 1.4, 1.5, 1.6, 1.8])
     t.set_defaults(func=tune)
     args = p.parse_args(argv)
     args.func(args)
