@@ -15,7 +15,7 @@ Commands::
         --methods ours --sizes 128 --sigmas 15 25 50
     python benchmarks/early_stopping.py summary docs/early-stopping/fits.csv \\
         --out docs/early-stopping/summary.csv
-    python benchmarks/early_stopping.py tune results/early_stopping/signals --threshold 0.1 0.15 0.2
+    python benchmarks/early_stopping.py tune results/early_stopping/signals --factor 1.4 1.5 1.6
 
 ``run`` appends one row per fit to ``--out`` (rewritten atomically after every fit) and skips
 the fits already there, so an interrupted run continues where it stopped; ``--workers N``
@@ -268,11 +268,10 @@ def tune(args: argparse.Namespace) -> None:
         raise SystemExit(f"no .npz signal files in {args.signals}")
     runs = [dict(np.load(f)) for f in files]
     print(f"{len(runs)} fits from {args.signals}")
-    lines = ["| rule | parameter | gap mean | gap worst | gain worst | iterations mean | fired |",
-             "|---|---|---|---|---|---|---|"]
+    table = []
     grid = [("wmv", "patience", v, StopParams(wmv_patience=v)) for v in args.patience]
     grid += [("discrepancy", "tau", v, StopParams(discrepancy_tau=v)) for v in args.tau]
-    grid += [("whiteness", "threshold", v, StopParams(whiteness_threshold=v)) for v in args.threshold]
+    grid += [("whiteness", "factor", v, StopParams(whiteness_factor=v)) for v in args.factor]
     for rule, name, value, params in grid:
         gaps, gains, its, fired = [], [], [], 0
         for r in runs:
@@ -283,9 +282,17 @@ def tune(args: argparse.Namespace) -> None:
             gains.append(psnr - float(r["psnr_last"]))
             its.append(stop if stop else n)
             fired += bool(stop)
-        lines.append(f"| {rule} | {name} {value} | {np.mean(gaps):.2f} | {np.max(gaps):.2f} "
-                     f"| {np.min(gains):.2f} | {np.mean(its):.0f} | {fired}/{len(runs)} |")
-    print("\n".join(lines))
+        table.append({"rule": rule, "parameter": f"{name} {value}", "fits": len(runs),
+                      "gap_mean": float(np.mean(gaps)), "gap_worst": float(np.max(gaps)),
+                      "gain_mean": float(np.mean(gains)), "gain_worst": float(np.min(gains)),
+                      "iterations_mean": float(np.mean(its)), "fired": f"{fired}/{len(runs)}"})
+    table = pd.DataFrame(table)
+    print(_markdown(table))
+    if args.out:
+        from dipkit.io import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.3f", lineterminator="\n")
 
 
 def main(argv=None) -> None:
@@ -316,7 +323,8 @@ def main(argv=None) -> None:
     t.add_argument("signals")
     t.add_argument("--patience", type=int, nargs="+", default=[200, 300, 500, 700, 1000])
     t.add_argument("--tau", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9, 1.0])
-    t.add_argument("--threshold", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.25])
+    t.add_argument("--factor", type=float, nargs="+", default=[1.2, 1.3, 1.4, 1.5, 1.6, 1.8])
+    t.add_argument("--out", default=None, help="also write the table as CSV")
     t.set_defaults(func=tune)
     args = p.parse_args(argv)
     args.func(args)

@@ -188,14 +188,24 @@ def stop_message(result: dict) -> str:
     why = {
         "wmv": "the variance of the last outputs had not reached a new low for {p} iterations",
         "discrepancy": "the residual fell to the noise level (sigma {s:.1f})",
-        "whiteness": "the residual turned from image structure into noise with its smooth part fitted",
-    }[rule].format(p=result["fit"].settings.stop_params.wmv_patience, s=result["sigma"])
+        "whiteness": "the residual had turned white at iteration {w}, the fit had caught the image",
+    }[rule].format(p=result["fit"].settings.stop_params.wmv_patience, s=result["sigma"],
+                   w=_white_iteration(result))
     if not rec.triggered:
         return (f"early stopping ({rule}) did not fire within the cap of {cap} iterations: returned the "
                 f"last iteration's output (raise --iterations to let it run longer)")
     saved = result["seconds"] * (cap - ran) / ran
     return (f"stopped at iteration {ran} of {cap} ({rule}: {why}, at iteration {rec.stop_iteration}); "
             f"returned the output of iteration {rec.iteration}; about {saved:.0f} s saved")
+
+
+def _white_iteration(result: dict) -> int | None:
+    """The iteration where the residual's lag-one autocorrelation first reached 0."""
+    import numpy as np
+
+    rho = result["fit"].stop_signals.get("whiteness_rho")
+    hits = np.flatnonzero(np.asarray(rho) <= 0) if rho is not None else []
+    return int(hits[0]) + 1 if len(hits) else None
 
 
 def _features(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ CLASSIFIER_CACHE_VERSION = 2  # 2: the pickled classes moved into the dipkit.cla
 MIN_SIDE = 8
 #: The early-stopping rule ``dipkit denoise`` uses by default (chosen from the study in
 #: ``docs/early-stopping.md``); ``--iterations`` is then a cap.
-DEFAULT_EARLY_STOP = "wmv"
+DEFAULT_EARLY_STOP = "whiteness"
 #: How often (iterations) the fit checks whether the rule has fired (one host sync each).
 EARLY_STOP_POLL = 25
 

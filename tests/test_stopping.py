@@ -106,27 +106,28 @@ def _lag_one(r):
     return float(lagged / (2 * (r * r).sum()))
 
 
-def test_whiteness_fires_once_the_fit_has_taken_the_smooth_part_of_the_noise():
+def test_whiteness_fires_k_times_after_the_residual_turned_white():
     """The smoothed output reaches the clean image and then takes up a blurred copy of the noise
-    (what a DIP network fits first): the residual, white at the clean image, turns anti-correlated
-    between neighbours, and the rule fires at the first iteration at or below -c."""
+    (what a DIP network fits first): the residual's neighbours, correlated while it holds image
+    structure, decorrelate (white) and then anti-correlate; the rule notes the iteration t0 where
+    the lag-one autocorrelation first reaches 0 and fires at ceil(k * t0)."""
     x, y = _images(size=32)
-    n, c = 200, 0.15
+    n, k = 300, 1.5
     noise = y - x
     smooth = torch.nn.functional.avg_pool2d(noise, 3, stride=1, padding=1, count_include_pad=False)
     gray = torch.full_like(x, 0.5)
-    path = [gray + (x - gray) * min(1.0, 2 * t / n) + smooth * max(0.0, 2 * t / n - 1)
+    path = [gray + (x - gray) * min(1.0, 3 * t / n) + smooth * max(0.0, 3 * t / n - 1)
             for t in range(1, n + 1)]
-    m = StopMonitor(y, SIGMA, n, StopParams(whiteness_threshold=c))
+    m = StopMonitor(y, SIGMA, n, StopParams(whiteness_factor=k))
     _feed(m, path, path)
     rho = np.array([_lag_one(y - p) for p in path])
     np.testing.assert_allclose(m.signal_trajectories()["whiteness_rho"], rho, atol=1e-9)
-    assert rho[0] > 0.5 and abs(rho[n // 2 - 1]) < 0.1  # structure first, then (nearly) white noise
-    first = int(np.flatnonzero(rho <= -c)[0]) + 1
-    assert n // 2 < first < n
+    assert rho[0] > 0.5 and rho[-1] < -0.1  # structure first, fitted noise last
+    t0 = int(np.flatnonzero(rho <= 0)[0]) + 1
+    assert n // 4 < t0 < n // 2 and math.ceil(k * t0) < n
     rec = m.result(path[-1], x)["whiteness"]
-    assert rec.triggered and rec.stop_iteration == rec.iteration == first
-    assert torch.equal(rec.output, path[first - 1].float())
+    assert rec.triggered and rec.stop_iteration == rec.iteration == math.ceil(k * t0)
+    assert torch.equal(rec.output, path[rec.iteration - 1].float())
 
 
 def test_clipped_noise_variance_matches_monte_carlo():
@@ -176,6 +177,7 @@ def test_estimated_sigma_when_none_is_given():
     ({"wmv_window": 1}, "wmv_window"),
     ({"wmv_patience": 0}, "wmv_patience"),
     ({"discrepancy_tau": 0.0}, "tau"),
+    ({"whiteness_factor": 0.5}, "whiteness_factor"),
 ])
 def test_bad_parameters_are_named(bad, what):
     with pytest.raises(ValueError, match=what):
@@ -216,7 +218,7 @@ def _tiny_fit(settings, size=16, seed=0, dtype=torch.float64):
     return net, z, y.to(dtype), x.to(dtype)
 
 
-FAST = StopParams(wmv_window=8, wmv_patience=25, discrepancy_tau=1.3)
+FAST = StopParams(wmv_window=8, wmv_patience=25, discrepancy_tau=1.3, whiteness_factor=1.2)
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +324,7 @@ def test_denoise_stops_early_and_says_where(tmp_path):
 
 
 @pytest.mark.parametrize("flag, expected", [
-    ((), "early stopping (wmv) did not fire within the cap of 30 iterations"),
+    ((), "early stopping (whiteness) did not fire within the cap of 30 iterations"),
     (("--no-early-stop",), "early stopping off: ran all 30 iterations"),
 ])
 def test_cli_reports_early_stopping(tmp_path, flag, expected):

@@ -25,8 +25,12 @@ watch what the fit can see and say where to stop:
     correlated; once the network fits the noise -- smooth parts of it first -- the residual
     loses its low frequencies and neighbours become anti-correlated. The rule watches the
     residual's lag-one autocorrelation ``rho = sum(r_p r_q) / sum(r_p^2)`` over horizontally
-    and vertically adjacent pixels ``p, q`` and stops at the first iteration where it has
-    fallen to ``-c``, returning the smoothed output there. Needs no noise level.
+    and vertically adjacent pixels ``p, q``. The iteration ``t0`` where it first reaches 0 is
+    where the fit has caught the image's structure; the best smoothed output comes later (the
+    fit keeps refining the image while it starts on the noise, and the average lags the
+    network), so the rule stops at ``ceil(k * t0)`` and returns the smoothed output there.
+    Needs no noise level. (At ``t0`` the discrepancy ratio is close to 1 when sigma is known:
+    the two rules see the same moment from two sides.)
 
 A SURE criterion is not offered: SURE needs the divergence of the estimate with respect to
 the noisy image, and a DIP estimate is the end of an optimisation run, not a function one
@@ -65,14 +69,14 @@ class StopParams:
         ES-WMV stops.
     :ivar float discrepancy_tau: ``tau``, the residual-to-noise-variance ratio at which the
         discrepancy rule stops.
-    :ivar float whiteness_threshold: ``c``, the rule stops once the residual's lag-one
-        autocorrelation is at most ``-c``.
+    :ivar float whiteness_factor: ``k``, the whiteness rule stops at ``k`` times the
+        iteration where the residual's lag-one autocorrelation first reached 0.
     """
 
     wmv_window: int = 100
-    wmv_patience: int = 500
+    wmv_patience: int = 300
     discrepancy_tau: float = 1.0
-    whiteness_threshold: float = 0.15
+    whiteness_factor: float = 1.5
 
     def __post_init__(self) -> None:
         if not (isinstance(self.wmv_window, int) and self.wmv_window >= 2):
@@ -81,9 +85,8 @@ class StopParams:
             raise ValueError(f"StopParams: wmv_patience must be an int >= 1, got {self.wmv_patience!r}")
         if not (math.isfinite(self.discrepancy_tau) and self.discrepancy_tau > 0):
             raise ValueError(f"StopParams: discrepancy_tau must be > 0, got {self.discrepancy_tau!r}")
-        if not (math.isfinite(self.whiteness_threshold) and -1 < self.whiteness_threshold < 1):
-            raise ValueError(
-                f"StopParams: whiteness_threshold must be in (-1, 1), got {self.whiteness_threshold!r}")
+        if not (math.isfinite(self.whiteness_factor) and self.whiteness_factor >= 1):
+            raise ValueError(f"StopParams: whiteness_factor must be >= 1, got {self.whiteness_factor!r}")
 
 
 @dataclass
@@ -172,6 +175,7 @@ class StopMonitor:
         self.acc = torch.empty(noisy.shape, device=dev, dtype=dt)
         self.best_var = torch.full((k,), math.inf, **f64)
         self.best_t = torch.zeros(k, **i64)
+        self.white_t = torch.zeros(k, **i64)  # where the residual first turned white (0: not yet)
         # discrepancy: the expected clipped-noise variance g(mu) of each fit, tabulated at
         # mu = 0, 1/L, ..., 1 and averaged over a fixed grid of at most SAMPLE pixels per fit
         sig = torch.tensor([s / 255.0 for s in self.sigma_255], dtype=torch.float64).view(k, 1)
@@ -243,8 +247,10 @@ class StopMonitor:
         fire_wmv = active[0] & (t - self.best_t >= p.wmv_patience) & (self.best_t > 0)
         # discrepancy: the first iteration at or below tau keeps this output and fires
         fire_disc = active[1] & (ratio <= p.discrepancy_tau)
-        # whiteness: likewise, the first iteration with rho at or below -c
-        fire_white = active[2] & (rho <= -p.whiteness_threshold)
+        # whiteness: note where rho first reaches 0, fire k times as late
+        self.white_t.copy_(torch.where((self.white_t == 0) & (rho <= 0), t, self.white_t))
+        due = torch.ceil(self.white_t.to(torch.float64) * p.whiteness_factor)
+        fire_white = active[2] & (self.white_t > 0) & (t >= due)
         keep = torch.stack([better, fire_disc, fire_white])  # [R, K]
         # lerp with weights 0 and 1 is an exact select (torch computes end - (end - start) * 0)
         self.kept.lerp_(out_avg.unsqueeze(0), keep.to(self.kept.dtype).view(*keep.shape, 1, 1, 1))
@@ -311,10 +317,13 @@ def replay(signals: dict[str, np.ndarray], params: StopParams | None = None) -> 
             fired = t
             break
     out["wmv"] = (fired, best_t if fired else 0)
-    for rule, hits in (("discrepancy", ratio <= p.discrepancy_tau),
-                       ("whiteness", np.asarray(signals["whiteness_rho"]) <= -p.whiteness_threshold)):
-        first = int(np.flatnonzero(hits)[0]) + 1 if hits.any() else 0
-        out[rule] = (first, first)
+    hits = np.flatnonzero(ratio <= p.discrepancy_tau)
+    first = int(hits[0]) + 1 if hits.size else 0
+    out["discrepancy"] = (first, first)
+    white = np.flatnonzero(np.asarray(signals["whiteness_rho"], np.float64) <= 0)
+    due = math.ceil((int(white[0]) + 1) * p.whiteness_factor) if white.size else 0
+    due = due if due <= len(ratio) else 0
+    out["whiteness"] = (due, due)
     return out
 
 

@@ -30,7 +30,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "cpu_layout": "auto",
     "early_stop": "off",
     # the rules' parameters (dipkit.fit.stopping.StopParams; the config schema has the same defaults)
-    "stopping": {"wmv_window": 100, "wmv_patience": 500, "discrepancy_tau": 1.0, "whiteness_threshold": 0.15},
+    "stopping": {"wmv_window": 100, "wmv_patience": 300, "discrepancy_tau": 1.0, "whiteness_factor": 1.5},
 }
 
 
