@@ -36,9 +36,22 @@ def dry_run(repo: Path, work: str, configfile: str, *extra: str) -> tuple[float,
     before = os.times()
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", work,
-         "--configfile", configfile, "-n", *extra],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(repo / "Snakefile"),
+            "-d",
+            work,
+            "--configfile",
+            configfile,
+            "-n",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode:
         raise SystemExit(f"dry run of {repo} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -55,9 +68,27 @@ def function_calls(repo: Path, work: str, configfile: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         prof = f"{tmp}/dry.prof"
         subprocess.run(
-            [sys.executable, "-m", "cProfile", "-o", prof, "-m", "snakemake", "-s", str(repo / "Snakefile"),
-             "-d", work, "--configfile", configfile, "-n", "-q", "rules"],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                prof,
+                "-m",
+                "snakemake",
+                "-s",
+                str(repo / "Snakefile"),
+                "-d",
+                work,
+                "--configfile",
+                configfile,
+                "-n",
+                "-q",
+                "rules",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return pstats.Stats(prof).total_calls
 
@@ -76,12 +107,17 @@ def planned_jobs(output: str) -> list[str]:
 def _label(repo: Path, csv: Path | None = None) -> str:
     """A checkout's name for the CSV: its git commit (``+`` when files other than ``csv`` have
     changed), else its folder."""
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, check=False)
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
     if head.returncode or not head.stdout.strip():
         return repo.name
-    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                            capture_output=True, text=True, check=False).stdout.splitlines()
+    status = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
     mine = csv.resolve() if csv else None
     dirty = [line for line in status if mine is None or (repo / line[3:]).resolve() != mine]
     return head.stdout.strip() + ("+" if dirty else "")
@@ -97,9 +133,12 @@ def main() -> None:
     parser.add_argument("--configfile", default=None, help="default: each checkout's config.yaml")
     parser.add_argument("--against", type=Path, default=None, help="another checkout to time alternately")
     parser.add_argument("--csv", type=Path, default=None, help="also write every run to this CSV file")
-    parser.add_argument("--calls", action="store_true",
-                        help="also count the Python function calls of one dry run per checkout (cProfile): "
-                        "a measure of the planning work that a shared machine's load does not disturb")
+    parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="also count the Python function calls of one dry run per checkout (cProfile): "
+        "a measure of the planning work that a shared machine's load does not disturb",
+    )
     args = parser.parse_args()
     repos = {"this checkout": REPO}
     if args.against:
@@ -113,28 +152,38 @@ def main() -> None:
                 times[name].append((wall, cpu))
                 m = re.search(r"^total\s+(\d+)", out, re.MULTILINE)
                 jobs[name] = int(m.group(1)) if m else None
-        plans = {name: planned_jobs(dry_run(repo, work, _config(args, repo))[2])
-                 for name, repo in repos.items()}
+        plans = {
+            name: planned_jobs(dry_run(repo, work, _config(args, repo))[2]) for name, repo in repos.items()
+        }
         calls = {}
         if args.calls:
             calls = {name: function_calls(repo, work, _config(args, repo)) for name, repo in repos.items()}
     machine = platform.processor() or platform.machine()
-    print(f"machine: {machine}, {os.cpu_count()} CPUs, {platform.system()}, "
-          f"Python {platform.python_version()}; {_dt.date.today()}")
+    print(
+        f"machine: {machine}, {os.cpu_count()} CPUs, {platform.system()}, "
+        f"Python {platform.python_version()}; {_dt.date.today()}"
+    )
     medians = {}
     for name, runs in times.items():
         print(f"{name}: planned jobs: {jobs[name]}")
         medians[name] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
-        print(f"{name}: dry runs (wall s): " + ", ".join(f"{w:.2f}" for w, _ in runs)
-              + "; CPU s: " + ", ".join(f"{c:.2f}" for _, c in runs))
+        print(
+            f"{name}: dry runs (wall s): "
+            + ", ".join(f"{w:.2f}" for w, _ in runs)
+            + "; CPU s: "
+            + ", ".join(f"{c:.2f}" for _, c in runs)
+        )
         print(f"{name}: median: {medians[name][0]:.2f} s wall, {medians[name][1]:.2f} s CPU")
         if name in calls:
             print(f"{name}: Python function calls of one dry run: {calls[name]:,}")
     if args.csv:
         lines = ["date,machine,checkout,planned_jobs,run,wall_s,cpu_s"]
         where = f"{_dt.date.today()},{machine} {os.cpu_count()} CPUs"
-        lines += [f"{where},{_label(repos[name], args.csv)},{jobs[name]},{i + 1},{w:.2f},{c:.2f}"
-                  for name, runs in times.items() for i, (w, c) in enumerate(runs)]
+        lines += [
+            f"{where},{_label(repos[name], args.csv)},{jobs[name]},{i + 1},{w:.2f},{c:.2f}"
+            for name, runs in times.items()
+            for i, (w, c) in enumerate(runs)
+        ]
         args.csv.write_text("\n".join(lines) + "\n")
     if args.against:
         (w0, c0), (w1, c1) = medians["this checkout"], medians["--against"]

@@ -43,8 +43,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 #: The study's photos (scikit-image's bundled data; none is in Set9, Set12, CBSD68 or PolyU).
-STUDY_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-                "coins", "moon", "brick", "clock")
+STUDY_IMAGES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "coins",
+    "moon",
+    "brick",
+    "clock",
+)
 #: Held-out photos the rules' parameters were tuned on (never in the study's table).
 TUNING_IMAGES = ("grass", "gravel", "retina", "page")
 METHODS = ("ours", "deep_decoder", "conv_decoder", "dip")
@@ -111,11 +121,20 @@ def fit_cell(task: dict) -> dict:
     torch.set_num_threads(task["threads"])
     clean = load_crop(task["image"], task["size"])
     noisy = noisy_image(clean, task["image"], task["size"], task["sigma"], task["seed"])
-    fit_seed = derive_seed(task["seed"], "early_stopping_fit", task["image"], task["size"], task["sigma"],
-                           task["method"])
+    fit_seed = derive_seed(
+        task["seed"], "early_stopping_fit", task["image"], task["size"], task["sigma"], task["method"]
+    )
     started = time.perf_counter()
-    res = denoise(noisy, method=task["method"], iterations=task["iterations"], seed=fit_seed,
-                  device=task["device"], early_stop="off", clean=clean, cache_dir=task.get("cache_dir"))
+    res = denoise(
+        noisy,
+        method=task["method"],
+        iterations=task["iterations"],
+        seed=fit_seed,
+        device=task["device"],
+        early_stop="off",
+        clean=clean,
+        cache_dir=task.get("cache_dir"),
+    )
     seconds = time.perf_counter() - started
     fit = res["fit"]
     row = {
@@ -135,8 +154,11 @@ def fit_cell(task: dict) -> dict:
         row[f"{rule}_iteration"] = rec.iteration
         row[f"{rule}_psnr"] = rec.psnr
         row[f"{rule}_ssim"] = rec.ssim
-    row["bm3d_psnr"] = (run_classical("bm3d", clean, noisy, f"gaussian{task['sigma']}")["psnr_last"]
-                        if task["bm3d"] else float("nan"))
+    row["bm3d_psnr"] = (
+        run_classical("bm3d", clean, noisy, f"gaussian{task['sigma']}")["psnr_last"]
+        if task["bm3d"]
+        else float("nan")
+    )
     row["seconds"] = round(seconds, 1)
     row["device"] = device_name(task["device"])
     row["threads"] = torch.get_num_threads()
@@ -145,8 +167,13 @@ def fit_cell(task: dict) -> dict:
     if task.get("signals"):
         path = Path(task["signals"]) / ("_".join(str(task[k]) for k in KEY) + ".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, psnr_ema=fit.trajectory["psnr_ema"], loss=fit.trajectory["loss"],
-                 psnr_last=fit.psnr_last, **fit.stop_signals)
+        np.savez(
+            path,
+            psnr_ema=fit.trajectory["psnr_ema"],
+            loss=fit.trajectory["loss"],
+            psnr_last=fit.psnr_last,
+            **fit.stop_signals,
+        )
     return row
 
 
@@ -166,12 +193,23 @@ def run(args: argparse.Namespace) -> None:
         for size in args.sizes:
             for sigma in args.sigmas:
                 for image in args.images[: args.max_images or None]:
-                    task = {"method": method, "size": size, "sigma": sigma, "image": image,
-                            "iterations": args.iterations}
+                    task = {
+                        "method": method,
+                        "size": size,
+                        "sigma": sigma,
+                        "image": image,
+                        "iterations": args.iterations,
+                    }
                     if tuple(str(task[k]) for k in KEY) in done:
                         continue
-                    task.update(seed=args.seed, device=args.device, threads=args.threads,
-                                signals=args.signals, bm3d=not args.no_bm3d, cache_dir=args.cache_dir)
+                    task.update(
+                        seed=args.seed,
+                        device=args.device,
+                        threads=args.threads,
+                        signals=args.signals,
+                        bm3d=not args.no_bm3d,
+                        cache_dir=args.cache_dir,
+                    )
                     tasks.append(task)
     print(f"{len(tasks)} fits to run, {len(rows)} already in {out}", flush=True)
     if "ours" in args.methods and tasks:
@@ -189,10 +227,13 @@ def run(args: argparse.Namespace) -> None:
     for k, row in enumerate(results, start=1):
         rows.append(row)
         _write(rows, out)
-        print(f"[{k}/{len(tasks)}] {row['method']} {row['image']} {row['size']}² sigma {row['sigma']}: "
-              f"last {row['psnr_last']:.2f}, peak {row['psnr_peak']:.2f} at {row['peak_iteration']}, "
-              + ", ".join(f"{r} {row[f'{r}_psnr']:.2f} at {row[f'{r}_iteration']}" for r in _rules())
-              + f", BM3D {row['bm3d_psnr']:.2f} ({row['seconds']:.0f} s)", flush=True)
+        print(
+            f"[{k}/{len(tasks)}] {row['method']} {row['image']} {row['size']}² sigma {row['sigma']}: "
+            f"last {row['psnr_last']:.2f}, peak {row['psnr_peak']:.2f} at {row['peak_iteration']}, "
+            + ", ".join(f"{r} {row[f'{r}_psnr']:.2f} at {row[f'{r}_iteration']}" for r in _rules())
+            + f", BM3D {row['bm3d_psnr']:.2f} ({row['seconds']:.0f} s)",
+            flush=True,
+        )
 
 
 def _rules() -> tuple[str, ...]:
@@ -208,8 +249,10 @@ def summarize(fits: pd.DataFrame, default_rule: str) -> pd.DataFrame:
     for (method, size), g in fits.groupby(["method", "size"], sort=False):
         cap = g.iterations.to_numpy()
         bm3d = float(g.bm3d_psnr.mean())
-        choices = {"last": (g.psnr_last, cap, np.ones(len(g), bool)),
-                   "oracle": (g.psnr_peak, g.peak_iteration.to_numpy(), np.zeros(len(g), bool))}
+        choices = {
+            "last": (g.psnr_last, cap, np.ones(len(g), bool)),
+            "oracle": (g.psnr_peak, g.peak_iteration.to_numpy(), np.zeros(len(g), bool)),
+        }
         for rule in _rules():
             fired = g[f"{rule}_stop_iteration"].to_numpy() > 0
             ran = np.where(fired, g[f"{rule}_stop_iteration"].to_numpy(), cap)
@@ -218,15 +261,23 @@ def summarize(fits: pd.DataFrame, default_rule: str) -> pd.DataFrame:
             gap = g.psnr_peak - psnr
             gain = psnr - g.psnr_last
             label = name + (" (dipkit denoise)" if name == default_rule and method == "ours" else "")
-            rows.append({
-                "method": method, "size": int(size), "rule": label, "fits": len(g),
-                "sigmas": " ".join(str(s) for s in sorted(set(g.sigma))),
-                "psnr": float(psnr.mean()), "gap_mean": float(gap.mean()), "gap_worst": float(gap.max()),
-                "gain_mean": float(gain.mean()), "gain_worst": float(gain.min()),
-                "iterations_mean": float(np.mean(ran)), "fired": f"{int(np.sum(fired))}/{len(g)}"
-                if name not in ("last", "oracle") else "",
-                "bm3d": bm3d,
-            })
+            rows.append(
+                {
+                    "method": method,
+                    "size": int(size),
+                    "rule": label,
+                    "fits": len(g),
+                    "sigmas": " ".join(str(s) for s in sorted(set(g.sigma))),
+                    "psnr": float(psnr.mean()),
+                    "gap_mean": float(gap.mean()),
+                    "gap_worst": float(gap.max()),
+                    "gain_mean": float(gain.mean()),
+                    "gain_worst": float(gain.min()),
+                    "iterations_mean": float(np.mean(ran)),
+                    "fired": f"{int(np.sum(fired))}/{len(g)}" if name not in ("last", "oracle") else "",
+                    "bm3d": bm3d,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -234,8 +285,14 @@ def _markdown(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in df.iterrows():
-        cells = [f"{v:.2f}" if isinstance(v, float) and c != "iterations_mean" else
-                 f"{v:.0f}" if isinstance(v, float) else str(v) for c, v in zip(cols, r)]
+        cells = [
+            f"{v:.2f}"
+            if isinstance(v, float) and c != "iterations_mean"
+            else f"{v:.0f}"
+            if isinstance(v, float)
+            else str(v)
+            for c, v in zip(cols, r)
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -249,8 +306,11 @@ def summary(args: argparse.Namespace) -> None:
     table = summarize(fits, DEFAULT_EARLY_STOP)
     devices = ", ".join(sorted(set(fits.device)))
     dates = sorted(set(fits.date))
-    print(f"Device: {devices}; fits dated {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else "")
-          + f"; {len(fits)} fits, images: {' '.join(sorted(set(fits.image)))}\n")
+    print(
+        f"Device: {devices}; fits dated {dates[0]}"
+        + (f" to {dates[-1]}" if len(dates) > 1 else "")
+        + f"; {len(fits)} fits, images: {' '.join(sorted(set(fits.image)))}\n"
+    )
     print(_markdown(table))
     if args.out:
         from dipkit.io import atomic_path
@@ -282,10 +342,19 @@ def tune(args: argparse.Namespace) -> None:
             gains.append(psnr - float(r["psnr_last"]))
             its.append(stop if stop else n)
             fired += bool(stop)
-        table.append({"rule": rule, "parameter": f"{name} {value}", "fits": len(runs),
-                      "gap_mean": float(np.mean(gaps)), "gap_worst": float(np.max(gaps)),
-                      "gain_mean": float(np.mean(gains)), "gain_worst": float(np.min(gains)),
-                      "iterations_mean": float(np.mean(its)), "fired": f"{fired}/{len(runs)}"})
+        table.append(
+            {
+                "rule": rule,
+                "parameter": f"{name} {value}",
+                "fits": len(runs),
+                "gap_mean": float(np.mean(gaps)),
+                "gap_worst": float(np.max(gaps)),
+                "gain_mean": float(np.mean(gains)),
+                "gain_worst": float(np.min(gains)),
+                "iterations_mean": float(np.mean(its)),
+                "fired": f"{fired}/{len(runs)}",
+            }
+        )
     table = pd.DataFrame(table)
     print(_markdown(table))
     if args.out:

@@ -189,14 +189,19 @@ def stop_message(result: dict) -> str:
         "wmv": "the variance of the last outputs had not reached a new low for {p} iterations",
         "discrepancy": "the residual fell to the noise level (sigma {s:.1f})",
         "whiteness": "the residual had turned white at iteration {w}, the fit had caught the image",
-    }[rule].format(p=result["fit"].settings.stop_params.wmv_patience, s=result["sigma"],
-                   w=_white_iteration(result))
+    }[rule].format(
+        p=result["fit"].settings.stop_params.wmv_patience, s=result["sigma"], w=_white_iteration(result)
+    )
     if not rec.triggered:
-        return (f"early stopping ({rule}) did not fire within the cap of {cap} iterations: returned the "
-                f"last iteration's output (raise --iterations to let it run longer)")
+        return (
+            f"early stopping ({rule}) did not fire within the cap of {cap} iterations: returned the "
+            f"last iteration's output (raise --iterations to let it run longer)"
+        )
     saved = result["seconds"] * (cap - ran) / ran
-    return (f"stopped at iteration {ran} of {cap} ({rule}: {why}, at iteration {rec.stop_iteration}); "
-            f"returned the output of iteration {rec.iteration}; about {saved:.0f} s saved")
+    return (
+        f"stopped at iteration {ran} of {cap} ({rule}: {why}, at iteration {rec.stop_iteration}); "
+        f"returned the output of iteration {rec.iteration}; about {saved:.0f} s saved"
+    )
 
 
 def _white_iteration(result: dict) -> int | None:
@@ -238,23 +243,49 @@ def build_parser() -> argparse.ArgumentParser:
         "when one is present. Example: dipkit denoise photo.png -o clean.png",
     )
     d.add_argument("noisy", type=Path, help="noisy input image")
-    d.add_argument("-o", "--output", type=Path, required=True, help="denoised image to write (.png, .tif, .jpg)")
-    d.add_argument("--sigma", type=float, default=None,
-                   help="noise standard deviation on the 0-255 scale (default: estimated from the image)")
-    d.add_argument("--method", default="ours",
-                   help="a DIP method: ours (default), "
-                   + ", ".join(m for m in denoising_methods() if m != "ours"))
-    d.add_argument("--width", type=int, default=None,
-                   help="network width, e.g. 32, 64 or 128 (default: predicted from texture)")
-    d.add_argument("--iterations", type=int, default=None,
-                   help="most Adam steps (default 3000, as the paper); the fit stops earlier when the "
-                   "early-stopping rule fires")
-    d.add_argument("--early-stop", default=DEFAULT_EARLY_STOP, choices=choices, metavar="RULE",
-                   help="early-stopping rule: whiteness (of the residual) or wmv (variance of the outputs), "
-                   "which need no noise level, discrepancy (residual vs the noise level), or off "
-                   f"(default {DEFAULT_EARLY_STOP}; docs/early-stopping.md)")
-    d.add_argument("--no-early-stop", dest="early_stop", action="store_const", const="off",
-                   help="run every iteration and return the last output (the paper's setting)")
+    d.add_argument(
+        "-o", "--output", type=Path, required=True, help="denoised image to write (.png, .tif, .jpg)"
+    )
+    d.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="noise standard deviation on the 0-255 scale (default: estimated from the image)",
+    )
+    d.add_argument(
+        "--method",
+        default="ours",
+        help="a DIP method: ours (default), " + ", ".join(m for m in denoising_methods() if m != "ours"),
+    )
+    d.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="network width, e.g. 32, 64 or 128 (default: predicted from texture)",
+    )
+    d.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="most Adam steps (default 3000, as the paper); the fit stops earlier when the "
+        "early-stopping rule fires",
+    )
+    d.add_argument(
+        "--early-stop",
+        default=DEFAULT_EARLY_STOP,
+        choices=choices,
+        metavar="RULE",
+        help="early-stopping rule: whiteness (of the residual) or wmv (variance of the outputs), "
+        "which need no noise level, discrepancy (residual vs the noise level), or off "
+        f"(default {DEFAULT_EARLY_STOP}; docs/early-stopping.md)",
+    )
+    d.add_argument(
+        "--no-early-stop",
+        dest="early_stop",
+        action="store_const",
+        const="off",
+        help="run every iteration and return the last output (the paper's setting)",
+    )
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     d.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
@@ -283,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "width", None) is not None and args.width < 1:
         parser.error(f"--width must be >= 1, got {args.width}")
     if getattr(args, "sigma", None) is not None and not 0 < args.sigma < float("inf"):
-        parser.error(f"--sigma must be a finite number > 0 (the noise's standard deviation, 0-255 scale), "
-                     f"got {args.sigma}")
+        parser.error(
+            f"--sigma must be a finite number > 0 (the noise's standard deviation, 0-255 scale), "
+            f"got {args.sigma}"
+        )
     try:
         return args.func(args)
     except (ValueError, OSError) as err:  # bad input (ImageError is a ValueError), unwritable files

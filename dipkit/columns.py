@@ -80,17 +80,30 @@ STOP_RULES = ("wmv", "discrepancy", "whiteness")
 
 def _stop_columns() -> list[Column]:
     cols = [
-        Column("early_stop", "string",
-               "config fit.early_stop: the rule whose output is the fit's PNG, or off (the final output)"),
-        Column("stop_sigma", "float64", "noise sigma (0-255) the discrepancy rule used: the Gaussian noise "
-               "level, else Donoho's estimate from the noisy image"),
+        Column(
+            "early_stop",
+            "string",
+            "config fit.early_stop: the rule whose output is the fit's PNG, or off (the final output)",
+        ),
+        Column(
+            "stop_sigma",
+            "float64",
+            "noise sigma (0-255) the discrepancy rule used: the Gaussian noise "
+            "level, else Donoho's estimate from the noisy image",
+        ),
     ]
     for rule in STOP_RULES:
         cols += [
-            Column(f"{rule}_stop_iteration", "int64",
-                   f"iteration at which the {rule} rule fired (the fit would end there); null: it never did"),
-            Column(f"{rule}_iteration", "int64",
-                   f"iteration of the output the {rule} rule returns (the last one if it never fired)"),
+            Column(
+                f"{rule}_stop_iteration",
+                "int64",
+                f"iteration at which the {rule} rule fired (the fit would end there); null: it never did",
+            ),
+            Column(
+                f"{rule}_iteration",
+                "int64",
+                f"iteration of the output the {rule} rule returns (the last one if it never fired)",
+            ),
             Column(f"{rule}_psnr", "float64", f"PSNR of the {rule} rule's output vs clean, dB"),
             Column(f"{rule}_ssim", "float64", f"SSIM of the {rule} rule's output vs clean, data_range 1"),
         ]
@@ -108,8 +121,14 @@ FIT_ROWS = [
     Column("method", "string", "method name (dipkit.methods registry)"),
     Column("architecture", "string", "architecture name (dipkit.models registry)"),
     Column("arch_options", "string", "JSON of the options the network was built with"),
-    Column("width", "int64", "network width (channels per layer; per image for width_source labels/predicted)"),
-    Column("width_source", "string", "labels:NoRepeat, labels:wRepeat, fallback (no label), predicted, fixed or preset"),
+    Column(
+        "width", "int64", "network width (channels per layer; per image for width_source labels/predicted)"
+    ),
+    Column(
+        "width_source",
+        "string",
+        "labels:NoRepeat, labels:wRepeat, fallback (no label), predicted, fixed or preset",
+    ),
     Column("params", "int64", "trainable parameters of the network"),
     Column("height", "int64", "image height, pixels"),
     Column("width_px", "int64", "image width, pixels"),
@@ -128,23 +147,30 @@ FIT_ROWS = [
     Column("psnr_peak_iteration", "int64", "iteration (1-based) of psnr_peak"),
     Column("psnr_peak_raw", "float64", "best PSNR of the raw (unsmoothed) output, dB"),
     *_stop_columns(),
-    Column("wall_time_s", "float64",
-           "seconds of the fit loop including the final output (ISNAS-DIP: search + all top-k fits; "
-           "batched: the batch's / batch_size)"),
+    Column(
+        "wall_time_s",
+        "float64",
+        "seconds of the fit loop including the final output (ISNAS-DIP: search + all top-k fits; "
+        "batched: the batch's / batch_size)",
+    ),
     Column("search_s", "float64", "seconds of an architecture search (ISNAS-DIP), 0 for other methods"),
     Column("seconds_per_iteration", "float64", "wall_time_s / iterations"),
     Column("device", "string", "device the fit ran on, e.g. cpu or cuda:0 (NVIDIA H100 ...)"),
     Column("dtype", "string", "float32 or float64"),
     Column("threads", "int64", "torch CPU threads"),
     Column("batch_size", "int64", "fits run at once in one process (config fit.batch); 1: on its own"),
-    Column("peak_memory_bytes", "int64",
-           "peak GPU memory allocated, or the process's peak RSS on CPU (batched: the batch's)"),
+    Column(
+        "peak_memory_bytes",
+        "int64",
+        "peak GPU memory allocated, or the process's peak RSS on CPU (batched: the batch's)",
+    ),
     Column("peak_memory_kind", "string", "what peak_memory_bytes measures"),
     Column("backtracks", "int64", "backtracking restores (0 unless backtracking is on)"),
     Column("torch_version", "string", "torch version"),
     Column("dipkit_version", "string", "dipkit version"),
     Column("fit_version", "int64", "algorithm version of the fit stage (dipkit/_versions.py)"),
 ]
+
 
 def fit_row(
     dataset: str,
@@ -256,7 +282,11 @@ TRAJECTORY = [
     Column("psnr_raw", "float64", "PSNR of the raw output vs clean, dB"),
     Column("psnr_ema", "float64", "PSNR of the EMA output vs clean, dB"),
     Column("psnr_noisy", "float64", "PSNR of the raw output vs the noisy image, dB"),
-    Column("ssim_ema", "float64", "SSIM of the EMA output vs clean (data_range 1) every ssim_every iterations, else null"),
+    Column(
+        "ssim_ema",
+        "float64",
+        "SSIM of the EMA output vs clean (data_range 1) every ssim_every iterations, else null",
+    ),
 ]
 
 #: ``results/job_costs.parquet``: one row per job with a benchmark record under

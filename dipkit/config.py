@@ -164,7 +164,9 @@ def plan_datasets(config: dict) -> dict[str, DatasetPlan]:
                 raise ConfigError(str(err)) from None
         elif name in builtin:
             if "channels" in entry:
-                raise ConfigError(f"config key datasets.{name}.channels: only user datasets (with a path) take it")
+                raise ConfigError(
+                    f"config key datasets.{name}.channels: only user datasets (with a path) take it"
+                )
             files = builtin[name]
             channels = files[0].channels
         else:
@@ -221,7 +223,9 @@ def plan_experiments(config: dict, plans: dict[str, DatasetPlan]) -> dict[str, d
     out = {}
     for name, user in (config.get("experiments") or {}).items():
         if name not in EXPERIMENTS:
-            raise ConfigError(f"config key experiments.{name}: unknown experiment; known: {', '.join(EXPERIMENTS)}")
+            raise ConfigError(
+                f"config key experiments.{name}: unknown experiment; known: {', '.join(EXPERIMENTS)}"
+            )
         exp = EXPERIMENTS[name]
         try:
             cfg = exp.config(user)

@@ -18,8 +18,8 @@ import logging
 import os
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -95,7 +95,9 @@ def width_classifier(cache_dir: str | os.PathLike | None = None):
     from dipkit.io import atomic_path
 
     data = REFERENCE_FEATURES.read_bytes()
-    key = hashlib.sha256(data + f"|{sklearn.__version__}|{CLASSIFIER_CACHE_VERSION}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(data + f"|{sklearn.__version__}|{CLASSIFIER_CACHE_VERSION}".encode()).hexdigest()[
+        :16
+    ]
     path = Path(cache_dir or _cache_dir()) / f"width_classifier-{key}.pkl"
     if path.exists():
         try:
@@ -121,7 +123,9 @@ def predict_width(noisy: np.ndarray, sigma: float, cache_dir=None) -> tuple[int,
     from dipkit.classifier.model import predict_scores
     from dipkit.features import image_features
 
-    smooth = denoise_tv_chambolle(np.asarray(noisy, np.float64), weight=max(sigma, 1.0) / 255.0 * 2.0, channel_axis=-1)
+    smooth = denoise_tv_chambolle(
+        np.asarray(noisy, np.float64), weight=max(sigma, 1.0) / 255.0 * 2.0, channel_axis=-1
+    )
     feats = image_features(np.clip(smooth, 0, 1))
     scores = predict_scores(width_classifier(cache_dir), pd.DataFrame([feats]))[0]
     return int(CLASSES[int(np.argmax(scores))]), {int(c): float(s) for c, s in zip(CLASSES, scores)}
@@ -279,8 +283,17 @@ def denoise(
     poll = 0 if early_stop == "off" or full_length else EARLY_STOP_POLL
     started = time.perf_counter()
     with _explain_out_of_memory(img, method, overrides.get("width"), dev):
-        result, _, dev = run_fit(truth, padded, spec, seed, str(dev), progress, noise_sigma=sigma, poll=poll,
-                                 stop_params=stop_params)
+        result, _, dev = run_fit(
+            truth,
+            padded,
+            spec,
+            seed,
+            str(dev),
+            progress,
+            noise_sigma=sigma,
+            poll=poll,
+            stop_params=stop_params,
+        )
     out = result.output[0].numpy().transpose(1, 2, 0)[:h, :w]
     return {
         "output": np.ascontiguousarray(out, dtype=np.float32),

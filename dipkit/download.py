@@ -64,8 +64,7 @@ def _verify(tmp: Path, f: DatasetFile, source: str) -> None:
     actual = sha256_file(tmp)
     if actual != f.sha256:
         raise ChecksumError(
-            f"sha256 mismatch for {f.dataset}/{f.file} (from {source}): "
-            f"expected {f.sha256}, got {actual}"
+            f"sha256 mismatch for {f.dataset}/{f.file} (from {source}): expected {f.sha256}, got {actual}"
         )
 
 

@@ -86,7 +86,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -120,7 +120,7 @@ META_COLUMNS: tuple[str, ...] = ("dataset", "image", "height", "width", "channel
 """Leading, non-feature columns of a :func:`dataset_features` table."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _supported_props() -> tuple[str, ...]:
     from skimage.feature import graycoprops
 

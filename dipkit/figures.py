@@ -35,8 +35,13 @@ def save_figure(fig, path: str | os.PathLike, *, trim: bool = True) -> None:
         plt.close(fig)
 
 
-def plot_psnr_curves(trajectories, dataset: str, noise: str, out_png: str | os.PathLike,
-                     method_order: Sequence[str] | None = None) -> dict:
+def plot_psnr_curves(
+    trajectories,
+    dataset: str,
+    noise: str,
+    out_png: str | os.PathLike,
+    method_order: Sequence[str] | None = None,
+) -> dict:
     """PSNR of the smoothed output against the iteration, one line per method: the mean over
     the dataset's images, with a band from the lowest to the highest image.
 
@@ -61,7 +66,9 @@ def plot_psnr_curves(trajectories, dataset: str, noise: str, out_png: str | os.P
         mean = wide.mean(axis=1)
         line = ax.plot(mean.index, mean.values, lw=1.4, label=f"{method} ({wide.shape[1]} img)")[0]
         if wide.shape[1] > 1:
-            ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=line.get_color(), alpha=0.18, lw=0)
+            ax.fill_between(
+                wide.index, wide.min(axis=1), wide.max(axis=1), color=line.get_color(), alpha=0.18, lw=0
+            )
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -74,9 +81,14 @@ def plot_psnr_curves(trajectories, dataset: str, noise: str, out_png: str | os.P
     return counts
 
 
-def plot_gallery(clean: Mapping[str, np.ndarray], noisy: Mapping[str, np.ndarray],
-                 outputs: Mapping[str, Mapping[str, np.ndarray]], out_png: str | os.PathLike,
-                 title: str = "", crop: int = GALLERY_CROP) -> None:
+def plot_gallery(
+    clean: Mapping[str, np.ndarray],
+    noisy: Mapping[str, np.ndarray],
+    outputs: Mapping[str, Mapping[str, np.ndarray]],
+    out_png: str | os.PathLike,
+    title: str = "",
+    crop: int = GALLERY_CROP,
+) -> None:
     """Rows = images, columns = clean, noisy and each method's result: central crops.
 
     :param clean: ``{image: float [H, W, C] in [0, 1]}``.
@@ -94,8 +106,9 @@ def plot_gallery(clean: Mapping[str, np.ndarray], noisy: Mapping[str, np.ndarray
     methods = list(outputs)
     cols = 2 + len(methods)
     # constrained layout keeps the title clear of the panels' labels, one row or many
-    fig, axes = plt.subplots(len(images), cols, figsize=(1.9 * cols, 2.05 * len(images)), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        len(images), cols, figsize=(1.9 * cols, 2.05 * len(images)), squeeze=False, layout="constrained"
+    )
 
     def centre(a):
         h, w = a.shape[:2]
@@ -120,9 +133,15 @@ def plot_gallery(clean: Mapping[str, np.ndarray], noisy: Mapping[str, np.ndarray
     save_figure(fig, out_png)
 
 
-def gallery_from_files(prepared_npz: str, noisy_npz: str, images: Sequence[str],
-                       outputs: Mapping[str, Sequence[str]], out_png: str | os.PathLike, title: str = "",
-                       crop: int = GALLERY_CROP) -> None:
+def gallery_from_files(
+    prepared_npz: str,
+    noisy_npz: str,
+    images: Sequence[str],
+    outputs: Mapping[str, Sequence[str]],
+    out_png: str | os.PathLike,
+    title: str = "",
+    crop: int = GALLERY_CROP,
+) -> None:
     """:func:`plot_gallery` from the pipeline's files: the prepared and noisy stacks and, per
     method, the fits' PNGs in the order of ``images``."""
     from PIL import Image

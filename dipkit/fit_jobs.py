@@ -61,8 +61,12 @@ class Runtime:
         graphs = fit.get("cuda_graphs", "auto")
         if isinstance(graphs, bool):  # YAML's unquoted on / off
             graphs = "on" if graphs else "off"
-        return cls(device=str(fit["device"]), threads=max(1, int(smk.threads)),
-                   fits_per_gpu=int(fit["fits_per_gpu"]), cuda_graphs=graphs)
+        return cls(
+            device=str(fit["device"]),
+            threads=max(1, int(smk.threads)),
+            fits_per_gpu=int(fit["fits_per_gpu"]),
+            cuda_graphs=graphs,
+        )
 
 
 @dataclass(frozen=True)
@@ -163,8 +167,15 @@ class IsnasSearchJob:
     @classmethod
     def from_rule(cls, smk) -> IsnasSearchJob:
         wc = smk.wildcards
-        return cls(noisy=smk.input[0], dataset=wc.dataset, image=wc.image, noise=wc.noise,
-                   spec=smk.params.spec, config_seed=int(smk.params.seed), out=smk.output[0])
+        return cls(
+            noisy=smk.input[0],
+            dataset=wc.dataset,
+            image=wc.image,
+            noise=wc.noise,
+            spec=smk.params.spec,
+            config_seed=int(smk.params.seed),
+            out=smk.output[0],
+        )
 
 
 @dataclass(frozen=True)
@@ -207,8 +218,16 @@ def _fit_one(job: FitJob, runtime: Runtime) -> tuple[dict, dict]:
         outcome = _classical_outcome(spec, clean, noisy, job.noise)
     else:
         with device_for_job(runtime.device, runtime.fits_per_gpu) as job_device:  # a GPU slot per job
-            result = run_fit(clean, noisy, spec, seed, job_device, _progress_logger(spec["iterations"]),
-                             runtime.cuda_graphs, noise_sigma=stop_sigma(job.noise))
+            result = run_fit(
+                clean,
+                noisy,
+                spec,
+                seed,
+                job_device,
+                _progress_logger(spec["iterations"]),
+                runtime.cuda_graphs,
+                noise_sigma=stop_sigma(job.noise),
+            )
         outcome = _dip_outcome(*result, spec, job.dataset, job.image, job.noise)
     return _row(job.dataset, job.image, job.noise, spec, seed, outcome, noisy.shape, job.fit_version), outcome
 
@@ -314,8 +333,19 @@ def _classical_outcome(spec, clean, noisy, noise_id) -> dict:
 
 def _row(dataset, image, noise_id, spec, seed, outcome, shape, fit_version, batch_size: int = 1) -> dict:
     """:func:`dipkit.columns.fit_row` with this process's torch threads and version."""
-    return fit_row(dataset, image, noise_id, spec, seed, outcome["row"], shape, fit_version=fit_version,
-                   threads=torch.get_num_threads(), torch_version=torch.__version__, batch_size=batch_size)
+    return fit_row(
+        dataset,
+        image,
+        noise_id,
+        spec,
+        seed,
+        outcome["row"],
+        shape,
+        fit_version=fit_version,
+        threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+        batch_size=batch_size,
+    )
 
 
 def _progress_logger(iterations: int):
@@ -332,8 +362,16 @@ def _write_fit(row: dict, outcome: dict, out: FitOutputs, started: float) -> Non
     write_parquet(out.row, make_table([row], FIT_ROWS))
     log.info(
         "%s/%s/%s/%s: PSNR %.2f dB (peak %.2f at %d), %.1f s on %s in %.1f s total",
-        row["dataset"], row["noise"], row["method"], row["image"], row["psnr_last"], row["psnr_peak"],
-        row["psnr_peak_iteration"], row["wall_time_s"], row["device"], time.time() - started,
+        row["dataset"],
+        row["noise"],
+        row["method"],
+        row["image"],
+        row["psnr_last"],
+        row["psnr_peak"],
+        row["psnr_peak_iteration"],
+        row["wall_time_s"],
+        row["device"],
+        time.time() - started,
     )
 
 
@@ -355,15 +393,19 @@ def run_fit_batch_job(job: FitBatchJob, runtime: Runtime) -> list[dict]:
     """
     images = list(job.images)
     if len(images) != len(job.specs) or not images:
-        raise ValueError(f"a fit batch needs one spec per image, got {len(images)} images and {len(job.specs)} specs")
+        raise ValueError(
+            f"a fit batch needs one spec per image, got {len(images)} images and {len(job.specs)} specs"
+        )
     torch.set_num_threads(max(1, runtime.threads))
     specs = [_job_spec(spec, None) for spec in job.specs]
     for spec in specs:
         if spec.get("kind", "dip") != "dip":
             raise ValueError(f"method {spec['method']} ({spec.get('kind')}) cannot run in a batch of fits")
     loaded = [_job_images(job.prepared, job.noisy, image, spec) for image, spec in zip(images, specs)]
-    seeds = [fit_seed(job.config_seed, job.dataset, image, job.noise, spec["method"])
-             for image, spec in zip(images, specs)]
+    seeds = [
+        fit_seed(job.config_seed, job.dataset, image, job.noise, spec["method"])
+        for image, spec in zip(images, specs)
+    ]
     groups: dict[tuple, list[int]] = {}
     for j, (spec, (_, noisy)) in enumerate(zip(specs, loaded)):
         groups.setdefault((json.dumps(spec, sort_keys=True), noisy.shape), []).append(j)
@@ -371,12 +413,20 @@ def run_fit_batch_job(job: FitBatchJob, runtime: Runtime) -> list[dict]:
     outcomes: dict[int, dict] = {}
     with device_for_job(runtime.device, runtime.fits_per_gpu) as job_device:  # one GPU slot for the batch
         if select_device(job_device).type == "cpu" and len(images) > 1:
-            log.warning("batched fits on the CPU: slower than one fit per job (docs/fit-engine.md, Batched fits); "
-                        "set fit.batch: 1 on machines without a GPU")
+            log.warning(
+                "batched fits on the CPU: slower than one fit per job (docs/fit-engine.md, Batched fits); "
+                "set fit.batch: 1 on machines without a GPU"
+            )
         for members in groups.values():
             spec = specs[members[0]]
-            log.info("%s/%s/%s: fitting %d image(s) at once: %s", job.dataset, job.noise, spec["method"],
-                     len(members), " ".join(images[j] for j in members))
+            log.info(
+                "%s/%s/%s: fitting %d image(s) at once: %s",
+                job.dataset,
+                job.noise,
+                spec["method"],
+                len(members),
+                " ".join(images[j] for j in members),
+            )
             try:
                 results = run_fit_batch(
                     [loaded[j][0] for j in members],
@@ -398,9 +448,20 @@ def run_fit_batch_job(job: FitBatchJob, runtime: Runtime) -> list[dict]:
     rows = []
     with atomic_path(job.out_dir, directory=True) as tmp:
         for j, image in enumerate(images):
-            row = _row(job.dataset, image, job.noise, specs[j], seeds[j], outcomes[j], loaded[j][1].shape,
-                       job.fit_version, batch_size=outcomes[j]["batch_size"])
-            out = FitOutputs(tmp / f"{image}.parquet", tmp / f"{image}.trajectory.parquet", tmp / f"{image}.png")
+            row = _row(
+                job.dataset,
+                image,
+                job.noise,
+                specs[j],
+                seeds[j],
+                outcomes[j],
+                loaded[j][1].shape,
+                job.fit_version,
+                batch_size=outcomes[j]["batch_size"],
+            )
+            out = FitOutputs(
+                tmp / f"{image}.parquet", tmp / f"{image}.trajectory.parquet", tmp / f"{image}.png"
+            )
             _write_fit(row, outcomes[j], out, started)
             rows.append(row)
     return rows
@@ -432,8 +493,14 @@ def run_isnas_search_job(job: IsnasSearchJob, runtime: Runtime) -> dict:
     )
     result.update({"dataset": job.dataset, "image": job.image, "noise": job.noise, "seed": seed})
     write_text(job.out, json.dumps(result, indent=1, sort_keys=True, default=str) + "\n")
-    log.info("ISNAS search for %s/%s/%s: %d candidates in %.1f s", job.dataset, job.noise, job.image,
-             len(result["candidates"]), result["seconds"])
+    log.info(
+        "ISNAS search for %s/%s/%s: %d candidates in %.1f s",
+        job.dataset,
+        job.noise,
+        job.image,
+        len(result["candidates"]),
+        result["seconds"],
+    )
     return result
 
 
@@ -444,7 +511,12 @@ def candidate_spec(spec: Mapping, token: str, rank: int, channels: int) -> dict:
         **{k: v for k, v in spec.items() if k != "search"},
         "kind": "dip",
         "method": f"{spec['method']}#{rank}",
-        "arch_options": {**ISNAS_DEFAULTS["model"], **spec["arch_options"], "genotype": token, "in_channels": channels},
+        "arch_options": {
+            **ISNAS_DEFAULTS["model"],
+            **spec["arch_options"],
+            "genotype": token,
+            "in_channels": channels,
+        },
         "width_source": "search",
     }
 
@@ -478,6 +550,13 @@ def run_isnas_fit_job(job: IsnasFitJob, runtime: Runtime) -> dict:
     kept = outcomes[best]
     trajectory = {**kept["trajectory"], "method": [spec["method"]] * len(kept["trajectory"]["method"])}
     _write_fit(row, {**kept, "trajectory": trajectory}, base.out, started)
-    log.info("ISNAS-DIP %s/%s/%s: candidate %d of %d selected, PSNR %.2f dB", base.dataset, base.noise, base.image,
-             best, len(outcomes), row["psnr_last"])
+    log.info(
+        "ISNAS-DIP %s/%s/%s: candidate %d of %d selected, PSNR %.2f dB",
+        base.dataset,
+        base.noise,
+        base.image,
+        best,
+        len(outcomes),
+        row["psnr_last"],
+    )
     return row

@@ -27,9 +27,23 @@ class ImageError(ValueError):
 
 #: Pillow modes that are read, and the mode each is converted to first (None: as it is).
 _READ_MODES = {
-    "1": "L", "L": None, "P": None, "PA": None, "LA": None, "La": "LA", "RGB": None, "RGBA": None,
-    "RGBa": "RGBA", "RGBX": "RGB", "YCbCr": "RGB", "I": None, "F": None,
-    "I;16": None, "I;16L": None, "I;16B": None, "I;16N": None,
+    "1": "L",
+    "L": None,
+    "P": None,
+    "PA": None,
+    "LA": None,
+    "La": "LA",
+    "RGB": None,
+    "RGBA": None,
+    "RGBa": "RGBA",
+    "RGBX": "RGB",
+    "YCbCr": "RGB",
+    "I": None,
+    "F": None,
+    "I;16": None,
+    "I;16L": None,
+    "I;16B": None,
+    "I;16N": None,
 }
 _INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 #: Pillow modes that are refused, with what to do instead.
@@ -228,7 +242,9 @@ def prepare_dataset(
                 raise ImageError(f"image {image!r}: the {missing} half of the pair is missing")
             (hc, wc, pc), (hn, wn, pn) = roles["clean"], roles["noisy"]
             if (hc, wc) != (hn, wn):
-                raise ImageError(f"{pn}: {wn}x{hn} pixels, but its clean pair {pc} has {wc}x{hc}; pairs must align")
+                raise ImageError(
+                    f"{pn}: {wn}x{hn} pixels, but its clean pair {pc} has {wc}x{hc}; pairs must align"
+                )
     save_stack(out_path, arrays)
     return {k: v.shape for k, v in arrays.items()}
 

@@ -405,7 +405,7 @@ def search(
             "model_index": arch.model_index,
             "num_skips": arch.num_skips,
             "score": None,
-            "scores": {m: None for m in METRICS},
+            "scores": dict.fromkeys(METRICS),
             "params": None,
             "seconds": None,
             "error": None,
@@ -426,7 +426,7 @@ def search(
                 v = ref.score(out_np, m, rng=rr if m == "random mse" else None)
                 cand["scores"][m] = v
             cand["score"] = cand["scores"][metric]
-        except Exception as exc:  # noqa: BLE001 - upstream: log to ERRORS.txt and skip
+        except Exception as exc:
             cand["error"] = f"{type(exc).__name__}: {exc}"
         cand["seconds"] = time.perf_counter() - t0
         candidates.append(cand)

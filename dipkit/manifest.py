@@ -19,7 +19,7 @@ import csv
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 MANIFEST_PATH = Path(__file__).parent / "data" / "datasets.tsv"
@@ -47,14 +47,14 @@ class DatasetFile:
     path: str | None = None  # set for user datasets: the file on disk
 
 
-@lru_cache(maxsize=None)
+@cache
 def _manifest_rows() -> tuple[dict[str, str], ...]:
     """The rows of ``data/datasets.tsv``, read once."""
     with open(MANIFEST_PATH, newline="", encoding="utf-8") as fh:
         return tuple(csv.DictReader(fh, delimiter="\t"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def builtin_files() -> tuple[DatasetFile, ...]:
     """Every file of the built-in datasets, in manifest order."""
     return tuple(
@@ -71,7 +71,7 @@ def builtin_files() -> tuple[DatasetFile, ...]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def builtin_sizes() -> dict[tuple[str, str], tuple[int, int]]:
     """``{(dataset, image): (width, height)}`` of the built-in clean images, before cropping."""
     return {
@@ -108,7 +108,8 @@ def image_id(stem: str) -> str:
 
 def _scan_images(dataset: str, root: Path, key: str, channels: int, role: str) -> dict[str, DatasetFile]:
     files = sorted(
-        p for p in root.iterdir()
+        p
+        for p in root.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
     if not files:
@@ -167,11 +168,15 @@ def scan_folder(dataset: str, folder: str | Path, channels: int) -> tuple[Datase
     return tuple(_scan_images(dataset, root, key, channels, "clean").values())
 
 
-def files_from_entries(dataset: str, entries: list[dict], paths: list[str] | None = None) -> list[DatasetFile]:
+def files_from_entries(
+    dataset: str, entries: list[dict], paths: list[str] | None = None
+) -> list[DatasetFile]:
     """Rebuild :class:`DatasetFile` records from a rule's ``files`` param.
 
     :param entries: dicts with ``image``, ``role``, ``file``, ``channels`` (the param).
     :param paths: for user datasets, the files on disk in the same order; ``None`` or empty
         for built-in datasets, whose files sit in the download folder.
     """
-    return [DatasetFile(dataset=dataset, path=paths[i] if paths else None, **e) for i, e in enumerate(entries)]
+    return [
+        DatasetFile(dataset=dataset, path=paths[i] if paths else None, **e) for i, e in enumerate(entries)
+    ]

@@ -312,7 +312,7 @@ _SEPARATORS = re.compile(r"[\s,|/_;-]")
 def _levels_of_bits(bits: str) -> int:
     """Side ``L`` of a square skip matrix written as a bit string (at least 1)."""
     n = len(_SEPARATORS.sub("", bits))
-    return max(1, int(round(n**0.5)))
+    return max(1, round(n**0.5))
 
 
 def _skip_matrix(skips: Any, levels: int) -> SkipMatrix:

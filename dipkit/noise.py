@@ -45,7 +45,9 @@ class NoiseSpec:
         if self.kind not in NOISE_KINDS:
             raise ValueError(f"unknown noise kind {self.kind!r}; expected one of {NOISE_KINDS}")
         if (self.kind == "real") != (self.level is None):
-            raise ValueError(f"noise kind {self.kind!r} {'takes no' if self.kind == 'real' else 'needs a'} level")
+            raise ValueError(
+                f"noise kind {self.kind!r} {'takes no' if self.kind == 'real' else 'needs a'} level"
+            )
         if self.level is not None:
             format_level(self.level)
 

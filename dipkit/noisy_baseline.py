@@ -89,7 +89,9 @@ noise). Rows: `results/noisy_baseline.parquet`.
 """
 
 
-def write_noisy_baseline(paths: Sequence[str], parquet_out: str, csv_out: str, md_out: str, dataset_order=()) -> pd.DataFrame:
+def write_noisy_baseline(
+    paths: Sequence[str], parquet_out: str, csv_out: str, md_out: str, dataset_order=()
+) -> pd.DataFrame:
     """The *noisy_baseline_table* stage: concatenate rows, write the Parquet and the table."""
     rows = concat_parquet(paths, parquet_out).to_pandas()
     summary = baseline_table(rows, dataset_order)

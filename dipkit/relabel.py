@@ -19,7 +19,9 @@ from dipkit.methods.widths import texture_labels
 from dipkit.tables import concat_parquet, write_table
 
 
-def regenerate_labels(fits: pd.DataFrame, method_widths: Mapping[str, int], tolerance_db: float = 0.1) -> pd.DataFrame:
+def regenerate_labels(
+    fits: pd.DataFrame, method_widths: Mapping[str, int], tolerance_db: float = 0.1
+) -> pd.DataFrame:
     """One row per (dataset, image, noise): PSNR per width, best width, co-labels, released labels.
 
     :param fits: fit rows (``results/fits.parquet`` schema) of the fixed-width variants.
@@ -29,7 +31,9 @@ def regenerate_labels(fits: pd.DataFrame, method_widths: Mapping[str, int], tole
     if df.empty:
         raise ValueError(f"no fits of the relabelling methods {sorted(method_widths)}")
     df["w"] = df.method.map(method_widths)
-    wide = df.pivot_table(index=["dataset", "image", "noise"], columns="w", values="psnr_last", aggfunc="first")
+    wide = df.pivot_table(
+        index=["dataset", "image", "noise"], columns="w", values="psnr_last", aggfunc="first"
+    )
     widths = sorted(method_widths.values())
     missing = [w for w in widths if w not in wide.columns]
     if missing:
@@ -55,7 +59,9 @@ def regenerate_labels(fits: pd.DataFrame, method_widths: Mapping[str, int], tole
                 "released_wrepeat": ";".join(map(str, released_rep)),
                 "agrees_norepeat": None if released is None else bool(released[0] == best),
                 "best_in_wrepeat": bool(best in released_rep) if released_rep else None,
-                "overlaps_released": bool(set(co) & set(released_rep or released or ())) if (released_rep or released) else None,
+                "overlaps_released": bool(set(co) & set(released_rep or released or ()))
+                if (released_rep or released)
+                else None,
             }
         )
     return pd.DataFrame(rows)
@@ -73,8 +79,12 @@ def agreement_table(labels: pd.DataFrame) -> pd.DataFrame:
                 "noise": noise,
                 "images": len(g),
                 "with_released_label": len(lab),
-                "agree_norepeat": float(lab.agrees_norepeat.astype(bool).mean()) if len(lab) else float("nan"),
-                "best_in_wrepeat": float(rep.best_in_wrepeat.astype(bool).mean()) if len(rep) else float("nan"),
+                "agree_norepeat": float(lab.agrees_norepeat.astype(bool).mean())
+                if len(lab)
+                else float("nan"),
+                "best_in_wrepeat": float(rep.best_in_wrepeat.astype(bool).mean())
+                if len(rep)
+                else float("nan"),
                 "overlap_with_released": float(g.overlaps_released.dropna().astype(bool).mean())
                 if g.overlaps_released.notna().any()
                 else float("nan"),
@@ -102,6 +112,12 @@ def write_relabel(row_paths, method_widths, tolerance_db, labels_csv, table_csv,
     labels = regenerate_labels(fits, method_widths, tolerance_db)
     write_text(labels_csv, labels.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
     table = agreement_table(labels)
-    write_table(table, table_csv, table_md, "Regenerated width labels vs the released ones", AGREEMENT_NOTES,
-                {"agree_norepeat": 3, "best_in_wrepeat": 3, "overlap_with_released": 3})
+    write_table(
+        table,
+        table_csv,
+        table_md,
+        "Regenerated width labels vs the released ones",
+        AGREEMENT_NOTES,
+        {"agree_norepeat": 3, "best_in_wrepeat": 3, "overlap_with_released": 3},
+    )
     return table

@@ -60,13 +60,23 @@ def run_fit(
     dev = select_device(device)
     net = build_network(spec, noisy.shape, seed)
     h, w, _ = noisy.shape
-    what = (f"method {spec['method']} ({spec['architecture']}, {count_parameters(net):,} parameters) "
-            f"on a {w}x{h} image")
+    what = (
+        f"method {spec['method']} ({spec['architecture']}, {count_parameters(net):,} parameters) "
+        f"on a {w}x{h} image"
+    )
     with explain_out_of_memory(what, dev):
         net, z, noisy_t, clean_t = fit_tensors(net, dev, clean, noisy, spec, seed)
         settings = fit_settings(spec, cuda_graphs, poll, stop_params)
-        result = fit(net, z, noisy_t, clean_t, settings, derive_seed(seed, "perturb"), progress=progress,
-                     noise_sigma=noise_sigma)
+        result = fit(
+            net,
+            z,
+            noisy_t,
+            clean_t,
+            settings,
+            derive_seed(seed, "perturb"),
+            progress=progress,
+            noise_sigma=noise_sigma,
+        )
     return result, count_parameters(net), dev
 
 
@@ -97,11 +107,15 @@ def run_fit_batch(
     dev = select_device(device)
     nets = [build_network(spec, noisy[0].shape, seed) for seed in seeds]
     h, w, _ = noisy[0].shape
-    what = (f"a batch of {len(nets)} fits of method {spec['method']} ({spec['architecture']}, "
-            f"{count_parameters(nets[0]):,} parameters each) on {w}x{h} images")
+    what = (
+        f"a batch of {len(nets)} fits of method {spec['method']} ({spec['architecture']}, "
+        f"{count_parameters(nets[0]):,} parameters each) on {w}x{h} images"
+    )
     with explain_out_of_memory(what, dev):
-        parts = [fit_tensors(net, dev, None if clean is None else clean[j], noisy[j], spec, seeds[j])
-                 for j, net in enumerate(nets)]
+        parts = [
+            fit_tensors(net, dev, None if clean is None else clean[j], noisy[j], spec, seeds[j])
+            for j, net in enumerate(nets)
+        ]
         results = fit_batch(
             [p[0] for p in parts],
             [p[1] for p in parts],
@@ -132,13 +146,21 @@ def build_network(spec: Mapping, shape: tuple[int, int, int], seed: int) -> torc
         return build_model(spec["architecture"], c, (h, w), **spec["arch_options"])
 
 
-def fit_tensors(net: torch.nn.Module, dev: torch.device, clean: np.ndarray | None, noisy: np.ndarray,
-                spec: Mapping, seed: int):
+def fit_tensors(
+    net: torch.nn.Module,
+    dev: torch.device,
+    clean: np.ndarray | None,
+    noisy: np.ndarray,
+    spec: Mapping,
+    seed: int,
+):
     """The network on ``dev`` in the spec's dtype, its input code ``z`` (``[1, C_in, H_in, W_in]``,
     seeded from ``seed``) and the ``[1, C, H, W]`` noisy and clean images (clean: None if None)."""
     dtype = {"float32": torch.float32, "float64": torch.float64}[spec["dtype"]]
     net = net.to(dev, dtype)
-    z = make_input(net.in_channels, net.input_size, derive_seed(seed, "input"), spec["input_scale"], dtype, dev)
+    z = make_input(
+        net.in_channels, net.input_size, derive_seed(seed, "input"), spec["input_scale"], dtype, dev
+    )
 
     def to_tensor(img):
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(dev, dtype)
@@ -146,8 +168,9 @@ def fit_tensors(net: torch.nn.Module, dev: torch.device, clean: np.ndarray | Non
     return net, z, to_tensor(noisy), None if clean is None else to_tensor(clean)
 
 
-def fit_settings(spec: Mapping, cuda_graphs: str = "auto", poll: int = 0,
-                 stop_params: StopParams | None = None) -> FitSettings:
+def fit_settings(
+    spec: Mapping, cuda_graphs: str = "auto", poll: int = 0, stop_params: StopParams | None = None
+) -> FitSettings:
     """The :class:`~dipkit.fit.FitSettings` of a fit spec, with ``fit.cuda_graphs`` (not part of
     the spec: it changes only the speed) and the early-stopping poll and parameters (see
     :func:`run_fit`)."""

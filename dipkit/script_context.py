@@ -22,7 +22,7 @@ def script_context(smk):
     """
     terminal = sys.stderr
     log_path = smk.log[0] if len(smk.log) else None
-    fh = open(log_path, "w", buffering=1, encoding="utf-8") if log_path else terminal
+    fh = open(log_path, "w", buffering=1, encoding="utf-8") if log_path else terminal  # noqa: SIM115 -- closed on exit below
     sys.stderr = fh
     logging.basicConfig(
         stream=fh, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -38,13 +38,17 @@ def to_markdown(df: pd.DataFrame, digits: dict[str, int] | None = None) -> str:
     digits = digits or {}
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |"]
-    lines.append("|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in cols) + "|")
+    lines.append(
+        "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in cols) + "|"
+    )
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(_fmt(v, digits.get(c, 2)) for c, v in zip(cols, row)) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_table(df: pd.DataFrame, csv_path: str, md_path: str, title: str, notes: str = "", digits=None) -> None:
+def write_table(
+    df: pd.DataFrame, csv_path: str, md_path: str, title: str, notes: str = "", digits=None
+) -> None:
     """Write ``df`` as CSV and as a Markdown file with a title and notes."""
     write_text(csv_path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     body = f"# {title}\n\n" + to_markdown(df, digits) + (f"\n{notes.strip()}\n" if notes else "")
@@ -65,7 +69,9 @@ def _params_range(values: pd.Series) -> str:
     return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
 
 
-def table2(fits: pd.DataFrame, dataset_order: Sequence[str] = (), method_order: Sequence[str] = ()) -> pd.DataFrame:
+def table2(
+    fits: pd.DataFrame, dataset_order: Sequence[str] = (), method_order: Sequence[str] = ()
+) -> pd.DataFrame:
     """Table 2: dataset x sigma x method, mean last-iteration PSNR/SSIM beside the paper's.
 
     ``ssim`` uses data_range 1, ``ssim_paper`` the paper code's data_range 2; ``d_psnr`` and
@@ -76,12 +82,28 @@ def table2(fits: pd.DataFrame, dataset_order: Sequence[str] = (), method_order: 
         raise ValueError("no Gaussian-noise fits: Table 2 needs datasets with `gaussian` levels and methods")
     keys = ["dataset", "noise", "noise_level", "method"]
     cost = g.groupby(keys, sort=False).agg(params=("params", _params_range), seconds=("wall_time_s", "mean"))
-    out = _with_paper(_scores(g, keys).merge(cost.reset_index(), on=keys), "table2", ["dataset", "noise", "method"])
+    out = _with_paper(
+        _scores(g, keys).merge(cost.reset_index(), on=keys), "table2", ["dataset", "noise", "method"]
+    )
     out["sigma"] = out.noise_level.astype(int)
     out = out.assign(_d=_order(out, "dataset", dataset_order), _m=_order(out, "method", method_order))
     out = out.sort_values(["noise_level", "_d", "_m"])
-    cols = ["dataset", "sigma", "method", "images", "psnr", "ssim", "ssim_paper", "psnr_peak", "params",
-            "seconds", "paper_psnr", "paper_ssim", "d_psnr", "d_ssim"]
+    cols = [
+        "dataset",
+        "sigma",
+        "method",
+        "images",
+        "psnr",
+        "ssim",
+        "ssim_paper",
+        "psnr_peak",
+        "params",
+        "seconds",
+        "paper_psnr",
+        "paper_ssim",
+        "d_psnr",
+        "d_ssim",
+    ]
     return out[cols].reset_index(drop=True)
 
 
@@ -104,11 +126,22 @@ this run's device. `paper_*`: Liu et al., ICCV 2023, Table 2; `d_*` = ours - pap
 """
 
 
-def write_table2(fits_path: str, csv_out: str, md_out: str, dataset_order=(), method_order=()) -> pd.DataFrame:
+def write_table2(
+    fits_path: str, csv_out: str, md_out: str, dataset_order=(), method_order=()
+) -> pd.DataFrame:
     """The *table2* stage."""
     df = table2(pd.read_parquet(fits_path), dataset_order, method_order)
-    digits = {"psnr": 2, "ssim": 4, "ssim_paper": 4, "psnr_peak": 2, "seconds": 1, "paper_psnr": 2,
-              "paper_ssim": 3, "d_psnr": 2, "d_ssim": 3}
+    digits = {
+        "psnr": 2,
+        "ssim": 4,
+        "ssim_paper": 4,
+        "psnr_peak": 2,
+        "seconds": 1,
+        "paper_psnr": 2,
+        "paper_ssim": 3,
+        "d_psnr": 2,
+        "d_ssim": 3,
+    }
     write_table(df, csv_out, md_out, "Table 2: Gaussian denoising", TABLE2_NOTES, digits)
     return df
 
@@ -146,11 +179,25 @@ def table4(fits: pd.DataFrame, dataset_order=(), method_order=()) -> pd.DataFram
     g = fits[fits.noise_kind == "poisson"]
     if g.empty:
         raise ValueError("no Poisson-noise fits: Table 4 needs a dataset with `poisson` levels")
-    out = _with_paper(_scores(g, ["dataset", "noise", "noise_level", "method"]), "table4", ["dataset", "noise", "method"])
+    out = _with_paper(
+        _scores(g, ["dataset", "noise", "noise_level", "method"]), "table4", ["dataset", "noise", "method"]
+    )
     out = out.assign(_d=_order(out, "dataset", dataset_order), _m=_order(out, "method", method_order))
     out = out.sort_values(["_d", "noise_level", "_m"]).rename(columns={"noise_level": "zeta"})
-    cols = ["dataset", "zeta", "method", "images", "psnr", "ssim", "ssim_paper", "psnr_peak", "paper_psnr",
-            "paper_ssim", "d_psnr", "d_ssim"]
+    cols = [
+        "dataset",
+        "zeta",
+        "method",
+        "images",
+        "psnr",
+        "ssim",
+        "ssim_paper",
+        "psnr_peak",
+        "paper_psnr",
+        "paper_ssim",
+        "d_psnr",
+        "d_ssim",
+    ]
     return out[cols].reset_index(drop=True)
 
 
@@ -161,12 +208,25 @@ def table5(fits: pd.DataFrame, dataset_order=(), method_order=()) -> pd.DataFram
         raise ValueError("no real-noise fits: Table 5 needs PolyU with `real: true`")
     out = _with_paper(_scores(g, ["dataset", "noise", "method"]), "table5", ["dataset", "noise", "method"])
     out = out.assign(_d=_order(out, "dataset", dataset_order), _m=_order(out, "method", method_order))
-    cols = ["dataset", "method", "images", "psnr", "ssim", "ssim_paper", "psnr_peak", "paper_psnr", "paper_ssim",
-            "d_psnr", "d_ssim"]
+    cols = [
+        "dataset",
+        "method",
+        "images",
+        "psnr",
+        "ssim",
+        "ssim_paper",
+        "psnr_peak",
+        "paper_psnr",
+        "paper_ssim",
+        "d_psnr",
+        "d_ssim",
+    ]
     return out.sort_values(["_d", "_m"])[cols].reset_index(drop=True)
 
 
-def table6(fits: pd.DataFrame, dataset_order=(), before="conv_decoder", after="conv_decoder_ours") -> pd.DataFrame:
+def table6(
+    fits: pd.DataFrame, dataset_order=(), before="conv_decoder", after="conv_decoder_ours"
+) -> pd.DataFrame:
     """Table 6: ConvDecoder before (``conv_decoder``) and after (``conv_decoder_ours``) the paper's changes."""
     g = fits[(fits.noise_kind == "gaussian") & fits.method.isin([before, after])]
     if g.empty or set(g.method) != {before, after}:
@@ -202,9 +262,24 @@ def table6(fits: pd.DataFrame, dataset_order=(), before="conv_decoder", after="c
 
 #: The paper's Table 3 (NAS, ISNAS, Ours), restoration times for 512x512 and 3000 iterations.
 PAPER_TABLE3 = {
-    "nas_dip": {"paper_image_specific": "no", "paper_search": "3 days", "paper_restoration": "~23 min", "paper_early_stopping": "yes"},
-    "isnas_dip": {"paper_image_specific": "yes", "paper_search": "5 min", "paper_restoration": "~7 h", "paper_early_stopping": "yes"},
-    "ours": {"paper_image_specific": "yes", "paper_search": "-", "paper_restoration": "~6 min", "paper_early_stopping": "no"},
+    "nas_dip": {
+        "paper_image_specific": "no",
+        "paper_search": "3 days",
+        "paper_restoration": "~23 min",
+        "paper_early_stopping": "yes",
+    },
+    "isnas_dip": {
+        "paper_image_specific": "yes",
+        "paper_search": "5 min",
+        "paper_restoration": "~7 h",
+        "paper_early_stopping": "yes",
+    },
+    "ours": {
+        "paper_image_specific": "yes",
+        "paper_search": "-",
+        "paper_restoration": "~6 min",
+        "paper_early_stopping": "no",
+    },
 }
 
 #: A method "needs early stopping" when its mean drop from peak to last PSNR exceeds this (dB).
@@ -237,7 +312,9 @@ def table3(fits: pd.DataFrame, method_order=(), study: pd.DataFrame | None = Non
         rows.append(
             {
                 "method": method,
-                "image_specific": "yes" if sources & {"labels:NoRepeat", "labels:wRepeat", "predicted", "search"} else "no",
+                "image_specific": "yes"
+                if sources & {"labels:NoRepeat", "labels:wRepeat", "predicted", "search"}
+                else "no",
                 "search_s": float(g.search_s.mean()),
                 "restoration_s": float(timed.wall_time_s.mean()),
                 "restoration_size": ", ".join(
@@ -288,8 +365,15 @@ PAPER_TABLE_NOTES = {
 }
 
 
-def write_paper_table(name: str, fits_path: str, csv_out: str, md_out: str, dataset_order=(), method_order=(),
-                      study_path: str | None = None) -> pd.DataFrame:
+def write_paper_table(
+    name: str,
+    fits_path: str,
+    csv_out: str,
+    md_out: str,
+    dataset_order=(),
+    method_order=(),
+    study_path: str | None = None,
+) -> pd.DataFrame:
     """The *paper_table* stage for ``table3`` ... ``table6`` (``study_path``: the early-stopping
     study's per-fit CSV, for Table 3)."""
     fits = pd.read_parquet(fits_path)
@@ -304,7 +388,17 @@ def write_paper_table(name: str, fits_path: str, csv_out: str, md_out: str, data
     else:
         raise ValueError(f"unknown table {name!r}")
     title, notes = PAPER_TABLE_NOTES[name]
-    digits = {c: (4 if "ssim" in c else 3 if c.startswith("paper_ssim") else 1 if c.endswith("_s") or "_s_" in c else 2)
-              for c in df.columns}
+    digits = {
+        c: (
+            4
+            if "ssim" in c
+            else 3
+            if c.startswith("paper_ssim")
+            else 1
+            if c.endswith("_s") or "_s_" in c
+            else 2
+        )
+        for c in df.columns
+    }
     write_table(df, csv_out, md_out, title, notes, digits)
     return df

@@ -29,42 +29,87 @@ SET9 = {"Set9": {"images": ["image_House256rgb"], "gaussian": [25]}}
 
 #: id -> (config, fragments the output must contain)
 CONFIG_CASES = {
-    "unknown-top-level-key": ({"sed": 1, "datasets": SET9}, ["Additional properties are not allowed ('sed' was unexpected)"]),
-    "unknown-dataset": ({"datasets": {"Set99": {"gaussian": [25]}}},
-                        ["config key datasets.Set99: unknown dataset; built-in datasets are Set9, Set12, CBSD68, PolyU"]),
-    "unknown-method": ({"datasets": SET9, "methods": {"hourglas": {}}},
-                       ["config key methods.hourglas: unknown method; registered: dip, deep_decoder"]),
-    "unknown-experiment": ({"datasets": SET9, "experiments": {"spectral": {}}},
-                           ["config key experiments.spectral: unknown experiment; known: spectral_density"]),
-    "sigma-zero": ({"datasets": {"Set9": {"gaussian": [0]}}},
-                   ["0 is less than or equal to the minimum of 0", "['datasets']['Set9']['gaussian'][0]"]),
-    "zeta-negative": ({"datasets": {"Set9": {"poisson": [-0.1]}}},
-                      ["-0.1 is less than or equal to the minimum of 0", "['datasets']['Set9']['poisson'][0]"]),
-    "iterations-zero": ({"datasets": SET9, "fit": {"iterations": 0}},
-                        ["0 is less than the minimum of 1", "['fit']['iterations']"]),
-    "method-iterations-negative": ({"datasets": SET9, "methods": {"dip": {"iterations": -5}}},
-                                   ["-5 is less than the minimum of 1", "['methods']['dip']['iterations']"]),
-    "width-zero": ({"datasets": SET9, "methods": {"ours": {"width": 0}}},
-                   ["0 is not valid under any of the given schemas", "['methods']['ours']['width']"]),
-    "unknown-arch-option": ({"datasets": SET9, "methods": {"ours": {"arch_options": {"levles": 3}}}},
-                            ["config key methods.ours.arch_options: unknown option(s) 'levles' for architecture 'hourglass'"]),
-    "levels-too-deep": ({"datasets": {"CBSD68": {"gaussian": [25], "max_images": 2}},
-                         "methods": {"ours": {"arch_options": {"levels": 6}}}},
-                        ["config key methods.ours: its hourglass network downsamples by 64", "after cropping to multiples of 32"]),
-    "bad-device": ({"datasets": SET9, "fit": {"device": "gpu"}}, ["'gpu' does not match", "['fit']['device']"]),
-    "unknown-image": ({"datasets": {"Set9": {"images": ["house"], "gaussian": [25]}}},
-                      ["config key datasets.Set9.images: unknown image ids ['house']"]),
-    "real-noise-without-pairs": ({"datasets": {"Set9": {"real": True}}},
-                                 ["config key datasets.Set9.real: dataset 'Set9' has no real noisy images"]),
-    "method-not-configured": ({"datasets": {"Set9": {"gaussian": [25], "methods": ["bm3d"]}}, "methods": {"ours": {}}},
-                              ["config key datasets.Set9.methods: ['bm3d'] not among the configured methods"]),
-    "custom-folder-missing": ({"datasets": {"mine": {"path": "/nonexistent/photos", "gaussian": [25]}}},
-                              ["config key datasets.mine.path: folder '/nonexistent/photos' does not exist"]),
-    "sigma-infinite": ({"datasets": {"Set9": {"images": ["image_House256rgb"], "gaussian": [float("inf")]}}},
-                       ["config key datasets.Set9.gaussian: levels must be finite numbers > 0, got inf"]),
-    "crop-larger-than-images": ({"crop_multiple": 1024, "datasets": SET9, "methods": {"ours": {}}},
-                                ["config key crop_multiple: 1024 is larger than Set9 image image_House256rgb "
-                                 "(256x256)", "use a smaller crop_multiple"]),
+    "unknown-top-level-key": (
+        {"sed": 1, "datasets": SET9},
+        ["Additional properties are not allowed ('sed' was unexpected)"],
+    ),
+    "unknown-dataset": (
+        {"datasets": {"Set99": {"gaussian": [25]}}},
+        ["config key datasets.Set99: unknown dataset; built-in datasets are Set9, Set12, CBSD68, PolyU"],
+    ),
+    "unknown-method": (
+        {"datasets": SET9, "methods": {"hourglas": {}}},
+        ["config key methods.hourglas: unknown method; registered: dip, deep_decoder"],
+    ),
+    "unknown-experiment": (
+        {"datasets": SET9, "experiments": {"spectral": {}}},
+        ["config key experiments.spectral: unknown experiment; known: spectral_density"],
+    ),
+    "sigma-zero": (
+        {"datasets": {"Set9": {"gaussian": [0]}}},
+        ["0 is less than or equal to the minimum of 0", "['datasets']['Set9']['gaussian'][0]"],
+    ),
+    "zeta-negative": (
+        {"datasets": {"Set9": {"poisson": [-0.1]}}},
+        ["-0.1 is less than or equal to the minimum of 0", "['datasets']['Set9']['poisson'][0]"],
+    ),
+    "iterations-zero": (
+        {"datasets": SET9, "fit": {"iterations": 0}},
+        ["0 is less than the minimum of 1", "['fit']['iterations']"],
+    ),
+    "method-iterations-negative": (
+        {"datasets": SET9, "methods": {"dip": {"iterations": -5}}},
+        ["-5 is less than the minimum of 1", "['methods']['dip']['iterations']"],
+    ),
+    "width-zero": (
+        {"datasets": SET9, "methods": {"ours": {"width": 0}}},
+        ["0 is not valid under any of the given schemas", "['methods']['ours']['width']"],
+    ),
+    "unknown-arch-option": (
+        {"datasets": SET9, "methods": {"ours": {"arch_options": {"levles": 3}}}},
+        ["config key methods.ours.arch_options: unknown option(s) 'levles' for architecture 'hourglass'"],
+    ),
+    "levels-too-deep": (
+        {
+            "datasets": {"CBSD68": {"gaussian": [25], "max_images": 2}},
+            "methods": {"ours": {"arch_options": {"levels": 6}}},
+        },
+        [
+            "config key methods.ours: its hourglass network downsamples by 64",
+            "after cropping to multiples of 32",
+        ],
+    ),
+    "bad-device": (
+        {"datasets": SET9, "fit": {"device": "gpu"}},
+        ["'gpu' does not match", "['fit']['device']"],
+    ),
+    "unknown-image": (
+        {"datasets": {"Set9": {"images": ["house"], "gaussian": [25]}}},
+        ["config key datasets.Set9.images: unknown image ids ['house']"],
+    ),
+    "real-noise-without-pairs": (
+        {"datasets": {"Set9": {"real": True}}},
+        ["config key datasets.Set9.real: dataset 'Set9' has no real noisy images"],
+    ),
+    "method-not-configured": (
+        {"datasets": {"Set9": {"gaussian": [25], "methods": ["bm3d"]}}, "methods": {"ours": {}}},
+        ["config key datasets.Set9.methods: ['bm3d'] not among the configured methods"],
+    ),
+    "custom-folder-missing": (
+        {"datasets": {"mine": {"path": "/nonexistent/photos", "gaussian": [25]}}},
+        ["config key datasets.mine.path: folder '/nonexistent/photos' does not exist"],
+    ),
+    "sigma-infinite": (
+        {"datasets": {"Set9": {"images": ["image_House256rgb"], "gaussian": [float("inf")]}}},
+        ["config key datasets.Set9.gaussian: levels must be finite numbers > 0, got inf"],
+    ),
+    "crop-larger-than-images": (
+        {"crop_multiple": 1024, "datasets": SET9, "methods": {"ours": {}}},
+        [
+            "config key crop_multiple: 1024 is larger than Set9 image image_House256rgb (256x256)",
+            "use a smaller crop_multiple",
+        ],
+    ),
 }
 
 
@@ -113,10 +158,15 @@ def test_tiny_sigma_gets_a_noise_id(tmp_path):
 def test_empty_custom_folder_fails_before_any_job(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "notes.txt").write_text("no images here")
-    cfg = _write_config(tmp_path / "work", {"datasets": {"mine": {"path": str(tmp_path / "photos"), "gaussian": [25]}}})
+    cfg = _write_config(
+        tmp_path / "work", {"datasets": {"mine": {"path": str(tmp_path / "photos"), "gaussian": [25]}}}
+    )
     proc = run_snakemake(tmp_path / "work", "--configfile", str(cfg), "-n", check=False)
     assert proc.returncode != 0
-    assert f"config key datasets.mine.path: folder '{tmp_path / 'photos'}' holds no image" in proc.stdout + proc.stderr
+    assert (
+        f"config key datasets.mine.path: folder '{tmp_path / 'photos'}' holds no image"
+        in proc.stdout + proc.stderr
+    )
 
 
 def test_unpaired_real_noise_file_is_named_before_any_job(tmp_path):
@@ -128,7 +178,9 @@ def test_unpaired_real_noise_file_is_named_before_any_job(tmp_path):
     cfg = _write_config(tmp_path / "work", {"datasets": {"mine": {"path": str(folder), "real": True}}})
     proc = run_snakemake(tmp_path / "work", "--configfile", str(cfg), "-n", check=False)
     assert proc.returncode != 0
-    assert f"{(folder / 'clean' / 'b.png').resolve()}: no noisy image pairs with it" in proc.stdout + proc.stderr
+    assert (
+        f"{(folder / 'clean' / 'b.png').resolve()}: no noisy image pairs with it" in proc.stdout + proc.stderr
+    )
 
 
 # --------------------------------------------------------------------------- data
@@ -137,8 +189,11 @@ def test_unpaired_real_noise_file_is_named_before_any_job(tmp_path):
 def _leftovers(results: Path) -> list[Path]:
     """Temporary or partial files anywhere under results/ (Snakemake's own
     ``.snakemake_timestamp`` marker of directory outputs aside)."""
-    return [p for p in results.rglob("*")
-            if (p.name.startswith(".") or p.name.endswith(".partial")) and p.name != ".snakemake_timestamp"]
+    return [
+        p
+        for p in results.rglob("*")
+        if (p.name.startswith(".") or p.name.endswith(".partial")) and p.name != ".snakemake_timestamp"
+    ]
 
 
 def _bad_folder(root: Path, case: str) -> tuple[Path, Path, int]:
@@ -197,7 +252,11 @@ def data_run(tmp_path_factory):
     datasets, bad_files = {}, {}
     for i, case in enumerate(DATA_CASES):
         folder, bad, channels = _bad_folder(root, case)
-        datasets[f"set{i}"] = {"path": str(folder), "gaussian": [25], **({"channels": 1} if channels == 1 else {})}
+        datasets[f"set{i}"] = {
+            "path": str(folder),
+            "gaussian": [25],
+            **({"channels": 1} if channels == 1 else {}),
+        }
         bad_files[case] = (f"set{i}", bad)
     work = root / "work"
     cfg = _write_config(work, {"datasets": datasets, "methods": {"ours": {"width": 8}}})
@@ -223,7 +282,9 @@ def _run_one_image(tmp_path, name: str, size: int, methods: dict):
     folder.mkdir()
     save_png(folder / name, synthetic_image(size, size, 3, seed=0))
     work = tmp_path / "work"
-    cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}}, "methods": methods})
+    cfg = _write_config(
+        work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}}, "methods": methods}
+    )
     return work, run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
 
 
@@ -246,8 +307,13 @@ def test_dot_files_are_skipped_and_names_keep_their_letters(tmp_path):
     save_png(folder / "☃.png", synthetic_image(64, 64, 3, seed=1))
     (folder / "._my phötö ☃.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
     work = tmp_path / "work"
-    cfg = _write_config(work, {"datasets": {"mine": {"path": str(folder), "gaussian": [25]}},
-                               "methods": {"ours": {"width": 8, "iterations": 2}}})
+    cfg = _write_config(
+        work,
+        {
+            "datasets": {"mine": {"path": str(folder), "gaussian": [25]}},
+            "methods": {"ours": {"width": 8, "iterations": 2}},
+        },
+    )
     proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "2", check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     fits = pd.read_parquet(work / "results/fits.parquet")
@@ -282,16 +348,25 @@ def test_offline_download_names_mirror_dir(tmp_path):
     """No network (nothing answers at the configured address): one line that says how to run
     offline, and no traceback, neither on the terminal nor in the log Snakemake prints."""
     work = tmp_path / "work"
-    cfg = _write_config(work, {"datasets": SET9, "methods": {"bm3d": {}}, "mirror_url": "http://127.0.0.1:9",
-                               "download": {"attempts": 1, "backoff": 0, "timeout": 5}})
+    cfg = _write_config(
+        work,
+        {
+            "datasets": SET9,
+            "methods": {"bm3d": {}},
+            "mirror_url": "http://127.0.0.1:9",
+            "download": {"attempts": 1, "backoff": 0, "timeout": 5},
+        },
+    )
     proc = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert re.search(r"dipkit: rule download_dataset \(\{'dataset': 'Set9'\}\) failed: download of "
-                     r"Set9/image_House256rgb.png from http://127.0.0.1:9/\S+ failed after 1 attempt\(s\): .*"
-                     r"without network access, put a copy of the datasets in a folder laid out "
-                     r"<folder>/<dataset>/<file> and set mirror_dir \(--config mirror_dir=<folder>\)",
-                     out), out
+    assert re.search(
+        r"dipkit: rule download_dataset \(\{'dataset': 'Set9'\}\) failed: download of "
+        r"Set9/image_House256rgb.png from http://127.0.0.1:9/\S+ failed after 1 attempt\(s\): .*"
+        r"without network access, put a copy of the datasets in a folder laid out "
+        r"<folder>/<dataset>/<file> and set mirror_dir \(--config mirror_dir=<folder>\)",
+        out,
+    ), out
     assert "Traceback" not in out
     assert not (work / "results/downloads/Set9").exists()
 
@@ -311,9 +386,18 @@ def test_http_timeout_is_named(tmp_path):
     held = []
     threading.Thread(target=lambda: held.append(srv.accept()), daemon=True).start()
     try:
-        with pytest.raises(DownloadError, match=r"Set9/image_House256rgb.png from .* failed after 1 attempt\(s\): .*timed out"):
-            fetch_file(house, tmp_path / "x.png", mirror_url=f"http://127.0.0.1:{srv.getsockname()[1]}",
-                       timeout=1, attempts=1, backoff=0)
+        with pytest.raises(
+            DownloadError,
+            match=r"Set9/image_House256rgb.png from .* failed after 1 attempt\(s\): .*timed out",
+        ):
+            fetch_file(
+                house,
+                tmp_path / "x.png",
+                mirror_url=f"http://127.0.0.1:{srv.getsockname()[1]}",
+                timeout=1,
+                attempts=1,
+                backoff=0,
+            )
     finally:
         srv.close()
     assert list(tmp_path.iterdir()) == []
@@ -326,7 +410,9 @@ def test_diverging_fit_names_the_iteration_and_writes_nothing(tmp_path):
     work, proc = _run_one_image(tmp_path, "a.png", 64, {"ours": {"width": 8, "lr": 1.0e20, "iterations": 5}})
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert re.search(r"FitDivergedError: fit diverged: the loss is not finite \(nan\) at iteration \d of 5", out), out[-3000:]
+    assert re.search(
+        r"FitDivergedError: fit diverged: the loss is not finite \(nan\) at iteration \d of 5", out
+    ), out[-3000:]
     assert not [p for p in (work / "results").glob("fits/**/*") if p.is_file()]
     assert _leftovers(work / "results") == []
 
@@ -337,11 +423,12 @@ def test_cuda_out_of_memory_names_method_and_image_size():
     from dipkit.fit.device import explain_out_of_memory
 
     what = "method ours (hourglass, 921,475 parameters) on a 512x768 image"
-    with pytest.raises(FitOutOfMemoryError) as err:
-        with explain_out_of_memory(what, "cuda:0"):
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+    with pytest.raises(FitOutOfMemoryError) as err, explain_out_of_memory(what, "cuda:0"):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
     msg = str(err.value)
-    assert msg.startswith(f"CUDA out of memory fitting {what} on cuda:0: CUDA out of memory. Tried to allocate 2.00 GiB.")
+    assert msg.startswith(
+        f"CUDA out of memory fitting {what} on cuda:0: CUDA out of memory. Tried to allocate 2.00 GiB."
+    )
     assert "fit.fits_per_gpu" in msg and "fit.batch" in msg and "more detail" not in msg
 
 
@@ -395,8 +482,19 @@ def test_sigkill_then_rerun_incomplete_gives_the_same_rows(tmp_path, mirror):
 
     work = tmp_path / "work"
     cfg = _write_config(work, _kill_config(mirror))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
-           "--configfile", str(cfg), "--cores", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(cfg),
+        "--cores",
+        "2",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
@@ -413,7 +511,10 @@ def test_sigkill_then_rerun_incomplete_gives_the_same_rows(tmp_path, mirror):
 
     locked = run_snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
     assert locked.returncode != 0
-    assert "Directory cannot be locked" in locked.stdout + locked.stderr and "--unlock" in locked.stdout + locked.stderr
+    assert (
+        "Directory cannot be locked" in locked.stdout + locked.stderr
+        and "--unlock" in locked.stdout + locked.stderr
+    )
     run_snakemake(work, "--configfile", str(cfg), "--unlock")
     run_snakemake(work, "--configfile", str(cfg), "--cores", "2", "--rerun-incomplete")
 
@@ -424,9 +525,12 @@ def test_sigkill_then_rerun_incomplete_gives_the_same_rows(tmp_path, mirror):
     assert len(rows(ref)) == 2
 
     pd.testing.assert_frame_equal(rows(work), rows(ref))
-    tr = [pd.read_parquet(r / "results/trajectories.parquet").sort_values(["method", "image", "iteration"])
-          .reset_index(drop=True)
-          for r in (work, ref)]
+    tr = [
+        pd.read_parquet(r / "results/trajectories.parquet")
+        .sort_values(["method", "image", "iteration"])
+        .reset_index(drop=True)
+        for r in (work, ref)
+    ]
     pd.testing.assert_frame_equal(tr[0], tr[1])
     assert _leftovers(work / "results") == []
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import synthetic_image
+
 from dipkit.classical import noise_sigma, run_classical
 from dipkit.methods import fit_spec, get_method
 from dipkit.noise import NoiseSpec, add_noise

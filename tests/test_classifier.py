@@ -131,7 +131,6 @@ def test_tree_selector_keeps_top_k_by_training_importance():
     assert bag.get_support(indices=True).tolist() == [4]
 
 
-
 def test_importance_memo_serves_one_search(synthetic_table):
     X, y = _xy(synthetic_table)
     Xa, ya = X.to_numpy(np.float64), y.to_numpy()
@@ -147,6 +146,7 @@ def test_importance_memo_serves_one_search(synthetic_table):
     again = pickle.loads(pickle.dumps(model))  # the cached denoise model pickles without it
     assert len(again.best_estimator_.named_steps["select"].memo) == 0
     np.testing.assert_array_equal(predict_scores(again, X), predict_scores(model, X))
+
 
 def test_cross_validate_end_to_end(synthetic_table, tmp_path):
     X, y = _xy(synthetic_table)

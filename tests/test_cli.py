@@ -17,8 +17,9 @@ def dipkit(*args: str, cache=None, timeout=600) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if cache is not None:
         env["DIPKIT_CACHE_DIR"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "dipkit", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dipkit", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def _noisy_pair(tmp_path, h, w, c, sigma=25, seed=0):
@@ -59,8 +60,21 @@ def test_denoise_improves_psnr_with_a_predicted_width(tmp_path):
 def test_any_size_grayscale_comes_back_at_its_size(tmp_path):
     _, _, path = _noisy_pair(tmp_path, 37, 50, 1)
     out = tmp_path / "out.tif"
-    proc = dipkit("denoise", str(path), "-o", str(out), "--width", "16", "--sigma", "25",
-                  "--iterations", "20", "--seed", "3", "-q")
+    proc = dipkit(
+        "denoise",
+        str(path),
+        "-o",
+        str(out),
+        "--width",
+        "16",
+        "--sigma",
+        "25",
+        "--iterations",
+        "20",
+        "--seed",
+        "3",
+        "-q",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     img = Image.open(out)
@@ -147,8 +161,20 @@ def test_bad_inputs_give_a_clean_error(tmp_path, case):
 
 def test_force_lets_the_output_replace_the_input(tmp_path):
     _, _, path = _noisy_pair(tmp_path, 16, 16, 1)
-    proc = dipkit("denoise", str(path), "-o", str(path), "--force", "--width", "8", "--sigma", "25",
-                  "--iterations", "3", "-q")
+    proc = dipkit(
+        "denoise",
+        str(path),
+        "-o",
+        str(path),
+        "--force",
+        "--width",
+        "8",
+        "--sigma",
+        "25",
+        "--iterations",
+        "3",
+        "-q",
+    )
     assert proc.returncode == 0, proc.stderr
     assert Image.open(path).size == (16, 16)
 
@@ -169,8 +195,14 @@ def _limited(limit: str, value: int, *args: str, env=None) -> subprocess.Complet
         "sys.exit(main(sys.argv[3:]))\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **(env or {}))
-    return subprocess.run([sys.executable, "-c", harness, limit, str(value), *args], capture_output=True,
-                          text=True, env=env, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", harness, limit, str(value), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_no_room_for_the_output_fails_before_the_fit(tmp_path):
@@ -179,8 +211,20 @@ def test_no_room_for_the_output_fails_before_the_fit(tmp_path):
     src = tmp_path / "in.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(src)
     out = tmp_path / "out" / "den.png"
-    proc = _limited("fsize", 4096, "denoise", str(src), "-o", str(out), "--width", "8", "--sigma", "25",
-                    "--iterations", "3")
+    proc = _limited(
+        "fsize",
+        4096,
+        "denoise",
+        str(src),
+        "-o",
+        str(out),
+        "--width",
+        "8",
+        "--sigma",
+        "25",
+        "--iterations",
+        "3",
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"dipkit: error: -o {out}: cannot write there (File too large); nothing was fitted" in proc.stderr
     assert "loss" not in proc.stderr and "Traceback" not in proc.stderr
@@ -193,15 +237,34 @@ def test_cpu_out_of_memory_is_one_line(tmp_path):
     src = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)).save(src)
     out = tmp_path / "out.png"
-    proc = _limited("as", 768 << 20, "denoise", str(src), "-o", str(out), "--width", "128", "--sigma", "25",
-                    "--iterations", "2", "--device", "cpu", "-q")
+    proc = _limited(
+        "as",
+        768 << 20,
+        "denoise",
+        str(src),
+        "-o",
+        str(out),
+        "--width",
+        "128",
+        "--sigma",
+        "25",
+        "--iterations",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+    )
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert lines[0].startswith("dipkit: error: out of memory denoising a 1024x1024 image with method ours at "
-                               "width 128 on cpu (DefaultCPUAllocator: can't allocate memory"), lines[0]
-    assert lines[0].endswith("try a smaller --width (32 needs the least memory), a smaller image (crop or "
-                             "downscale it) or more memory (a larger machine, or a GPU)")
+    assert lines[0].startswith(
+        "dipkit: error: out of memory denoising a 1024x1024 image with method ours at "
+        "width 128 on cpu (DefaultCPUAllocator: can't allocate memory"
+    ), lines[0]
+    assert lines[0].endswith(
+        "try a smaller --width (32 needs the least memory), a smaller image (crop or "
+        "downscale it) or more memory (a larger machine, or a GPU)"
+    )
     assert not out.exists()
 
 
@@ -214,8 +277,21 @@ def test_a_write_that_fails_after_the_fit_keeps_the_result(tmp_path):
     spare = tmp_path / "spare"
     spare.mkdir()
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(spare))
-    command = [sys.executable, "-m", "dipkit", "denoise", str(path), "-o", str(out), "--width", "8",
-               "--sigma", "25", "--iterations", "300"]
+    command = [
+        sys.executable,
+        "-m",
+        "dipkit",
+        "denoise",
+        str(path),
+        "-o",
+        str(out),
+        "--width",
+        "8",
+        "--sigma",
+        "25",
+        "--iterations",
+        "300",
+    ]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     try:
         seen = ""
@@ -258,8 +334,11 @@ def test_gpu_out_of_memory_is_one_line():
     img = np.zeros((4000, 6000, 3), np.float32)
     fit = "method ours (hourglass, 921,475 parameters) on a 6016x4000 image"
     gpu = torch.device("cuda", 0)
-    with (pytest.raises(FitOutOfMemoryError) as err, _explain_out_of_memory(img, "ours", 128, gpu),
-          explain_out_of_memory(fit, "cuda:0")):
+    with (
+        pytest.raises(FitOutOfMemoryError) as err,
+        _explain_out_of_memory(img, "ours", 128, gpu),
+        explain_out_of_memory(fit, "cuda:0"),
+    ):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 46.00 GiB\nmore detail")
     assert str(err.value) == (
         "out of memory denoising a 6000x4000 image with method ours at width 128 on cuda:0 (CUDA out of "

@@ -44,14 +44,18 @@ def test_corrupted_download_fails_with_both_hashes_and_leaves_nothing(mirror, tm
 
 def test_http_404_is_not_retried_and_named(tmp_path, http_serve):
     url = http_serve(tmp_path)  # empty folder: every file is 404
-    with pytest.raises(DownloadError, match=r"Set9/image_House256rgb.png from .* failed after 1 attempt\(s\): HTTP Error 404"):
+    with pytest.raises(
+        DownloadError, match=r"Set9/image_House256rgb.png from .* failed after 1 attempt\(s\): HTTP Error 404"
+    ):
         fetch_file(HOUSE, tmp_path / "x.png", mirror_url=url, timeout=5, attempts=3, backoff=0)
 
 
 def test_unreachable_server_retries_then_fails(tmp_path):
     # port 9 on loopback: nothing listens, the connection is refused at once
     with pytest.raises(DownloadError, match="failed after 2 attempt"):
-        fetch_file(HOUSE, tmp_path / "x.png", mirror_url="http://127.0.0.1:9", timeout=2, attempts=2, backoff=0)
+        fetch_file(
+            HOUSE, tmp_path / "x.png", mirror_url="http://127.0.0.1:9", timeout=2, attempts=2, backoff=0
+        )
     assert list(tmp_path.iterdir()) == []
 
 

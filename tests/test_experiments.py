@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 import pytest
-
 from conftest import run_tiny
+
 from dipkit.config import ConfigError, plan_datasets, plan_experiments
 from dipkit.experiments import EXPERIMENTS
 from dipkit.models.filters import frequency_response_db
@@ -18,7 +18,11 @@ TINY = {
     "experiments": {
         "spectral_density": {"images": ["Set9/image_House256rgb", "Set9/image_Baboon512rgb"]},
         "upsampling_role": {"crop": 64, "iterations": 8, "options": {"width": 16}},
-        "lowpass_upsamplers": {"images": ["Set9/image_House256rgb"], "iterations": 8, "options": {"width": 8}},
+        "lowpass_upsamplers": {
+            "images": ["Set9/image_House256rgb"],
+            "iterations": 8,
+            "options": {"width": 8},
+        },
         "depth_width_skips": {
             "crop": 64,
             "iterations": 8,
@@ -60,7 +64,9 @@ def test_lowpass_table_matches_the_taps(run):
     table = pd.read_csv(run / "results/experiments/lowpass_upsamplers/table.csv").set_index("filter")
     for name in ("NN", "L14", "L15", "L16", "L17", "L-60", "L-100"):
         f, db = frequency_response_db(name, num=2049)
-        assert table.loc[name, "stopband_db"] == pytest.approx(db[f >= 0.75].max(), abs=1e-3)  # CSV keeps 6 digits
+        assert table.loc[name, "stopband_db"] == pytest.approx(
+            db[f >= 0.75].max(), abs=1e-3
+        )  # CSV keeps 6 digits
     # the series is ordered by stop-band attenuation, as Table 1 needs
     att = table.loc[["NN", "L14", "L15", "L16", "L17", "L-60", "L-100"], "stopband_db"]
     assert att.is_monotonic_decreasing
@@ -77,12 +83,21 @@ def test_spectral_density_orders_coarse_before_fine(run):
     "experiments, message",
     [
         ({"nope": {}}, "experiments.nope: unknown experiment"),
-        ({"upsampling_role": {"options": {"depth": 3}}}, r"experiments.upsampling_role.options: unknown \['depth'\]"),
-        ({"upsampling_role": {"images": ["Set9/kodim01"]}}, "'Set9/kodim01' is not an image of a configured dataset"),
+        (
+            {"upsampling_role": {"options": {"depth": 3}}},
+            r"experiments.upsampling_role.options: unknown \['depth'\]",
+        ),
+        (
+            {"upsampling_role": {"images": ["Set9/kodim01"]}},
+            "'Set9/kodim01' is not an image of a configured dataset",
+        ),
         ({"upsampling_role": {"noise": ["gaussian50"]}}, "'gaussian50' is not configured for Set9"),
     ],
 )
 def test_experiment_config_errors(experiments, message):
-    config = {"datasets": {"Set9": {"images": ["image_House256rgb"], "gaussian": [25]}}, "experiments": experiments}
+    config = {
+        "datasets": {"Set9": {"images": ["image_House256rgb"], "gaussian": [25]}},
+        "experiments": experiments,
+    }
     with pytest.raises(ConfigError, match=message):
         plan_experiments(config, plan_datasets(config))

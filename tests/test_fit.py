@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -83,8 +84,16 @@ def make_images(size: int = 32, channels: int = 3, sigma: float = 0.1, dtype=tor
     return clean.to(device=device, dtype=dtype), noisy.to(device=device, dtype=dtype)
 
 
-def run(settings: FitSettings, seed: int = 5, dtype=torch.float32, device="cpu", net=None,
-        with_clean=True, progress=None, net_seed: int = 0) -> FitResult:
+def run(
+    settings: FitSettings,
+    seed: int = 5,
+    dtype=torch.float32,
+    device="cpu",
+    net=None,
+    with_clean=True,
+    progress=None,
+    net_seed: int = 0,
+) -> FitResult:
     clean, noisy = make_images(dtype=dtype, device=device)
     net = net if net is not None else make_net(net_seed, dtype, device)
     z = make_input(C_IN, 32, seed=11, dtype=dtype, device=device)
@@ -140,11 +149,18 @@ def test_settings_validation_and_defaults():
     assert (s.iterations, s.lr, s.exp_weight, s.reg_noise_std) == (3000, 0.01, 0.99, 1 / 30)
     assert s.backtracking is False and s.ssim_every == 100 and s.divergence_check_every == 1
     assert s.to_dict()["iterations"] == 3000
-    for bad in ({"iterations": 0}, {"lr": 0.0}, {"exp_weight": 1.0}, {"reg_noise_std": -1.0},
-                {"ssim_every": -1}, {"divergence_check_every": -2}, {"iterations": 2.5}):
+    for bad in (
+        {"iterations": 0},
+        {"lr": 0.0},
+        {"exp_weight": 1.0},
+        {"reg_noise_std": -1.0},
+        {"ssim_every": -1},
+        {"divergence_check_every": -2},
+        {"iterations": 2.5},
+    ):
         with pytest.raises(ValueError):
             FitSettings(**bad)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.lr = 1.0  # frozen
 
 
@@ -220,9 +236,11 @@ def test_trajectory_psnrs_match_skimage_float64():
     handle = net.register_forward_hook(lambda m, i, o: outs.append(o.detach().clone()))
     res = fit(net, z, noisy, clean, s, 0)
     handle.remove()
+
     def ref(target, pred):
-        return peak_signal_noise_ratio(target[0].permute(1, 2, 0).numpy(), pred[0].permute(1, 2, 0).numpy(),
-                                       data_range=1)
+        return peak_signal_noise_ratio(
+            target[0].permute(1, 2, 0).numpy(), pred[0].permute(1, 2, 0).numpy(), data_range=1
+        )
 
     for i in range(3):
         assert abs(res.trajectory["psnr_raw"][i] - ref(clean, outs[i])) < 1e-9
@@ -250,14 +268,22 @@ def test_seeded_fit_repeats_bit_for_bit_and_seed_matters():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_deterministic_mode_repeats_and_restores_flags(device):
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
-              torch.backends.cudnn.deterministic, torch.backends.cuda.matmul.allow_tf32)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cuda.matmul.allow_tf32,
+    )
     s = FitSettings(iterations=8, deterministic=True)
     a = run(s, device=device)
     b = run(s, device=device)
     assert torch.equal(a.output, b.output)
-    after = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
-             torch.backends.cudnn.deterministic, torch.backends.cuda.matmul.allow_tf32)
+    after = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cuda.matmul.allow_tf32,
+    )
     assert before == after
 
 
@@ -329,8 +355,14 @@ def test_clean_none():
     assert np.isnan(res.trajectory["psnr_raw"]).all() and np.isnan(res.trajectory["psnr_ema"]).all()
     assert np.isfinite(res.trajectory["psnr_noisy"]).all() and np.isfinite(res.trajectory["loss"]).all()
     assert res.ssim_trajectory["iteration"].size == 0 and res.ssim_trajectory["ssim"].size == 0
-    for v in (res.psnr_last, res.ssim_last, res.ssim_last_paper, res.psnr_peak, res.psnr_peak_raw,
-              res.psnr_input):
+    for v in (
+        res.psnr_last,
+        res.ssim_last,
+        res.ssim_last_paper,
+        res.psnr_peak,
+        res.psnr_peak_raw,
+        res.psnr_input,
+    ):
         assert math.isnan(v)
     assert res.psnr_peak_iteration is None
 

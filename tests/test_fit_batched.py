@@ -33,8 +33,14 @@ def test_batched_fits_equal_separate_fits_in_float64(device):
         twin = build_model("hourglass", 3, (32, 32), levels=2, width=8).to(device, torch.float64)
         twin.load_state_dict(net.state_dict())
         twins.append(twin)
-    batch = fit_batch([c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases], [c[3] for c in cases],
-                      settings, seeds=[11, 12, 13])
+    batch = fit_batch(
+        [c[0] for c in cases],
+        [c[1] for c in cases],
+        [c[2] for c in cases],
+        [c[3] for c in cases],
+        settings,
+        seeds=[11, 12, 13],
+    )
     for j, (_, z, noisy, clean) in enumerate(cases):
         alone = fit(twins[j], z, noisy, clean, settings, seed=11 + j)
         got = batch[j]
@@ -72,17 +78,32 @@ def test_batched_fits_without_ground_truth_equal_separate_fits():
         twin.load_state_dict(net.state_dict())
         twins.append(twin)
     calls = []
-    batch = fit_batch([c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases], None, settings,
-                      seeds=[3, 4], progress=lambda i, loss: calls.append((i, loss)))
+    batch = fit_batch(
+        [c[0] for c in cases],
+        [c[1] for c in cases],
+        [c[2] for c in cases],
+        None,
+        settings,
+        seeds=[3, 4],
+        progress=lambda i, loss: calls.append((i, loss)),
+    )
     assert [i for i, _ in calls] == [1, 2, 3, 4] and all(loss > 0 for _, loss in calls)
     for j, (_, z, noisy, _) in enumerate(cases):
         alone = fit(twins[j], z, noisy, None, settings, seed=3 + j)
         got = batch[j]
         np.testing.assert_allclose(got.trajectory["loss"], alone.trajectory["loss"], rtol=1e-9)
         np.testing.assert_allclose(got.trajectory["psnr_noisy"], alone.trajectory["psnr_noisy"], atol=1e-7)
-        assert np.isnan(got.trajectory["psnr_ema"]).all() and np.isnan(got.psnr_last) and np.isnan(got.psnr_peak)
+        assert (
+            np.isnan(got.trajectory["psnr_ema"]).all() and np.isnan(got.psnr_last) and np.isnan(got.psnr_peak)
+        )
         assert len(got.ssim_trajectory["iteration"]) == len(alone.ssim_trajectory["iteration"]) == 0
         np.testing.assert_allclose(got.output.numpy(), alone.output.numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="ground truth for every fit"):
-        fit_batch([c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases], [cases[0][3], None],
-                  settings, seeds=[3, 4])
+        fit_batch(
+            [c[0] for c in cases],
+            [c[1] for c in cases],
+            [c[2] for c in cases],
+            [cases[0][3], None],
+            settings,
+            seeds=[3, 4],
+        )

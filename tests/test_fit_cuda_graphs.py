@@ -64,7 +64,7 @@ def test_eager_reasons():
     assert "warm-up" in eager_reason("on", cuda, iterations=2)  # too short: eager, no error
     for kw in ({}, {"backtracking": True}, {"autocast": "bf16"}):
         device = cpu if not kw else cuda
-        with pytest.raises(ValueError, match="fit.cuda_graphs is 'on' but .*; set fit.cuda_graphs to auto"):
+        with pytest.raises(ValueError, match=r"fit.cuda_graphs is 'on' but .*; set fit.cuda_graphs to auto"):
             eager_reason("on", device, iterations=3000, **kw)
 
 
@@ -81,7 +81,7 @@ def test_cpu_fit_runs_eagerly_and_logs_why_once(caplog):
 
 
 def test_on_refuses_a_cpu_fit_with_its_reason():
-    with pytest.raises(ValueError, match="fit.cuda_graphs is 'on' but CUDA graphs need a CUDA device"):
+    with pytest.raises(ValueError, match=r"fit.cuda_graphs is 'on' but CUDA graphs need a CUDA device"):
         fit(*_problem(), FitSettings(iterations=5, cuda_graphs="on"), seed=1)
     net, z, noisy, clean = _problem()
     with pytest.raises(ValueError, match="cuda_graphs is 'on'"):

@@ -39,8 +39,9 @@ def test_channels_last_and_nchw_fits_agree_in_float64(arch, opts, size):
     cl = fit(net, z, noisy, clean, FitSettings(cpu_layout="channels_last", **settings), seed=2)
     nchw = fit(twin, z, noisy, clean, FitSettings(cpu_layout="nchw", **settings), seed=2)
     for key in ("loss", "psnr_raw", "psnr_ema"):
-        torch.testing.assert_close(torch.from_numpy(cl.trajectory[key]),
-                                   torch.from_numpy(nchw.trajectory[key]), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(
+            torch.from_numpy(cl.trajectory[key]), torch.from_numpy(nchw.trajectory[key]), rtol=1e-9, atol=1e-9
+        )
     torch.testing.assert_close(cl.output, nchw.output, rtol=0, atol=1e-6)
     for p, q in zip(net.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-9)

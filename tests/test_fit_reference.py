@@ -136,8 +136,19 @@ def test_speed_settings_are_validated(key, value):
 
 def test_bf16_autocast_runs_and_returns_the_image_dtype(device):
     """bf16 autocast is an option (on CPU slow but correct in shape and dtype)."""
-    net, z, noisy, clean = _setup("hourglass", {"levels": 2, "width": 8}, 32, dtype=torch.float32, device=device)
+    net, z, noisy, clean = _setup(
+        "hourglass", {"levels": 2, "width": 8}, 32, dtype=torch.float32, device=device
+    )
     r = fit(net, z, noisy, clean, FitSettings(iterations=3, autocast="bf16"), seed=1)
     assert r.output.dtype == torch.float32 and np.isfinite(r.trajectory["loss"]).all()
-    assert abs(r.psnr_last - fit(*_setup("hourglass", {"levels": 2, "width": 8}, 32, device=device, dtype=torch.float32),
-                                 FitSettings(iterations=3), seed=1).psnr_last) < 3.0
+    assert (
+        abs(
+            r.psnr_last
+            - fit(
+                *_setup("hourglass", {"levels": 2, "width": 8}, 32, device=device, dtype=torch.float32),
+                FitSettings(iterations=3),
+                seed=1,
+            ).psnr_last
+        )
+        < 3.0
+    )

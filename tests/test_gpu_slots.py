@@ -27,13 +27,17 @@ def test_concurrent_claims_get_distinct_gpus(tmp_path, monkeypatch):
 def test_lock_is_held_across_processes_and_freed_when_the_holder_dies(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from dipkit.fit.gpu_slots import claim_gpu
             with claim_gpu(2, {str(tmp_path)!r}) as i:
                 print(i, flush=True)
                 time.sleep(60)
-        """)],
+        """),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -58,13 +62,17 @@ def test_locks_follow_physical_gpus(tmp_path, monkeypatch):
 def _hold(lock_dir, env, n_devices=1):
     """A process that holds a GPU slot until killed; returns it once the slot is taken."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import time
             from dipkit.fit.gpu_slots import claim_gpu
             with claim_gpu({n_devices}, {str(lock_dir)!r}) as i:
                 print(i, flush=True)
                 time.sleep(60)
-        """)],
+        """),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, **env},
@@ -95,8 +103,9 @@ def _interpreter_for(user: str) -> str | None:
     """A Python that ``user`` may run (the test's own may sit in root's home)."""
     for exe in (sys.executable, "/usr/bin/python3"):
         try:
-            proc = subprocess.run([exe, "-c", "pass"], check=False, user=user, capture_output=True,
-                                  timeout=30)
+            proc = subprocess.run(
+                [exe, "-c", "pass"], check=False, user=user, capture_output=True, timeout=30
+            )
             if proc.returncode == 0:
                 return exe
         except (OSError, subprocess.SubprocessError):
@@ -129,8 +138,13 @@ def test_another_account_claims_beside_root(monkeypatch):
         with claim_gpu(1, folder) as mine:
             assert mine == 0
             proc = subprocess.run(
-                [exe, "-c", child.format(folder=str(folder))], check=False, capture_output=True, text=True,
-                env={"PATH": os.environ.get("PATH", "")}, user="nobody", timeout=60,
+                [exe, "-c", child.format(folder=str(folder))],
+                check=False,
+                capture_output=True,
+                text=True,
+                env={"PATH": os.environ.get("PATH", "")},
+                user="nobody",
+                timeout=60,
             )
             assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stderr
         names = sorted(p.name for p in folder.iterdir())
@@ -153,8 +167,9 @@ def test_several_fits_per_gpu_spread_over_the_gpus(tmp_path, monkeypatch):
         with claim_gpu(2, tmp_path, fits_per_gpu=2) as c, claim_gpu(2, tmp_path, fits_per_gpu=2) as d:
             assert (c, d) == (0, 1)
             assert (tmp_path / "dipkit-alice-gpu-1-slot1.lock").exists()
-            with pytest.raises(TimeoutError, match=r"2 fit\(s\) each"), claim_gpu(
-                2, tmp_path, poll=0.05, timeout=0.2, fits_per_gpu=2
+            with (
+                pytest.raises(TimeoutError, match=r"2 fit\(s\) each"),
+                claim_gpu(2, tmp_path, poll=0.05, timeout=0.2, fits_per_gpu=2),
             ):
                 pass
         with pytest.raises(ValueError, match="fits_per_gpu"), claim_gpu(2, tmp_path, fits_per_gpu=0):

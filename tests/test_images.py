@@ -3,7 +3,15 @@ import pytest
 from conftest import write_png16
 from PIL import Image
 
-from dipkit.images import ImageError, central_crop, crop_to_multiple, prepare_dataset, read_image, save_png, to_float
+from dipkit.images import (
+    ImageError,
+    central_crop,
+    crop_to_multiple,
+    prepare_dataset,
+    read_image,
+    save_png,
+    to_float,
+)
 from dipkit.io import load_stack
 from dipkit.manifest import DatasetFile
 
@@ -49,18 +57,18 @@ def test_read_image_channels_and_errors(tmp_path):
     gray = _png(tmp_path / "gray.png", np.full((8, 9), 3, np.uint8))
     assert read_image(rgb, 3).shape == (8, 9, 3)
     assert read_image(gray, 1).shape == (8, 9, 1)
-    with pytest.raises(ImageError, match="gray.png: image is grayscale but its dataset is RGB"):
+    with pytest.raises(ImageError, match=r"gray.png: image is grayscale but its dataset is RGB"):
         read_image(gray, 3)
-    with pytest.raises(ImageError, match="rgb.png: image is RGB but its dataset is grayscale"):
+    with pytest.raises(ImageError, match=r"rgb.png: image is RGB but its dataset is grayscale"):
         read_image(rgb, 1)
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image at all")
-    with pytest.raises(ImageError, match="junk.png: not a readable image"):
+    with pytest.raises(ImageError, match=r"junk.png: not a readable image"):
         read_image(junk)
     truncated = tmp_path / "trunc.png"
     big = _png(tmp_path / "big.png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     truncated.write_bytes(big.read_bytes()[:500])
-    with pytest.raises(ImageError, match="trunc.png: not a readable image"):
+    with pytest.raises(ImageError, match=r"trunc.png: not a readable image"):
         read_image(truncated)
 
 
@@ -93,7 +101,7 @@ def test_prepare_pairs_stay_aligned(tmp_path):
         DatasetFile("P", "b", "clean", "b_mean.png", channels=3),
         DatasetFile("P", "b", "noisy", "b_real.png", channels=3),
     ]
-    with pytest.raises(ImageError, match="b_real.png: 66x64 pixels, but its clean pair"):
+    with pytest.raises(ImageError, match=r"b_real.png: 66x64 pixels, but its clean pair"):
         prepare_dataset(bad, tmp_path, tmp_path / "bad.npz")
     unpaired = files + [DatasetFile("P", "c", "noisy", "a_real.png", channels=3)]
     with pytest.raises(ImageError, match="image 'c': the clean half of the pair is missing"):
@@ -160,8 +168,23 @@ def _write(tmp_path, case):
     raise AssertionError(case)
 
 
-READ_CASES = ["L", "1", "I;16", "I;16B", "I;16 png", "I pgm", "F", "RGB", "RGBA", "LA", "RGBX", "YCbCr", "P",
-              "P gray", "MPO"]
+READ_CASES = [
+    "L",
+    "1",
+    "I;16",
+    "I;16B",
+    "I;16 png",
+    "I pgm",
+    "F",
+    "RGB",
+    "RGBA",
+    "LA",
+    "RGBX",
+    "YCbCr",
+    "P",
+    "P gray",
+    "MPO",
+]
 
 
 @pytest.mark.parametrize("case", READ_CASES)
@@ -212,19 +235,25 @@ def _refused(tmp_path, case):
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("I 32-bit", "a 32-bit integer image (mode I), whose value range is unknown; save it as 8- or 16-bit"),
-    ("RGB 16-bit", "a 16-bit image of mode RGB, which Pillow reads at 8 bits only; save it as 8-bit RGB"),
-    ("LA 16-bit", "a 16-bit image of mode RGBA, which Pillow reads at 8 bits only"),
-    ("PPM 16-bit", "a 16-bit image of mode RGB, which Pillow reads at 8 bits only"),
-    ("CMYK", "a CMYK (print) image; convert it to RGB with its colour profile"),
-    ("LAB", "a CIELAB image; save it as RGB"),
-    ("transparent", "image has transparency (mode RGBA); save it without alpha"),
-    ("animated GIF", "the file holds 2 frames (an animation or a multi-page file)"),
-    ("multi-page TIFF", "the file holds 3 frames (an animation or a multi-page file)"),
-    ("float outside [0, 1]", "a 32-bit float image needs finite values in [0, 1], got 2..2"),
-    ("float NaN", "a 32-bit float image needs finite values in [0, 1], got NaN or infinity"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (
+            "I 32-bit",
+            "a 32-bit integer image (mode I), whose value range is unknown; save it as 8- or 16-bit",
+        ),
+        ("RGB 16-bit", "a 16-bit image of mode RGB, which Pillow reads at 8 bits only; save it as 8-bit RGB"),
+        ("LA 16-bit", "a 16-bit image of mode RGBA, which Pillow reads at 8 bits only"),
+        ("PPM 16-bit", "a 16-bit image of mode RGB, which Pillow reads at 8 bits only"),
+        ("CMYK", "a CMYK (print) image; convert it to RGB with its colour profile"),
+        ("LAB", "a CIELAB image; save it as RGB"),
+        ("transparent", "image has transparency (mode RGBA); save it without alpha"),
+        ("animated GIF", "the file holds 2 frames (an animation or a multi-page file)"),
+        ("multi-page TIFF", "the file holds 3 frames (an animation or a multi-page file)"),
+        ("float outside [0, 1]", "a 32-bit float image needs finite values in [0, 1], got 2..2"),
+        ("float NaN", "a 32-bit float image needs finite values in [0, 1], got NaN or infinity"),
+    ],
+)
 def test_other_modes_are_refused_by_name(tmp_path, case, message):
     path = _refused(tmp_path, case)
     with pytest.raises(ImageError) as err:

@@ -8,7 +8,10 @@ from dipkit.io import atomic_path, load_from_stack, load_stack, save_stack, writ
 
 
 def test_stack_round_trip_and_reproducible_bytes(tmp_path):
-    arrays = {"clean/a": np.arange(12, dtype=np.uint8).reshape(2, 2, 3), "b": np.linspace(0, 1, 5, dtype=np.float32)}
+    arrays = {
+        "clean/a": np.arange(12, dtype=np.uint8).reshape(2, 2, 3),
+        "b": np.linspace(0, 1, 5, dtype=np.float32),
+    }
     p1, p2 = tmp_path / "one.npz", tmp_path / "two.npz"
     save_stack(p1, arrays)
     os.utime(tmp_path, (0, 0))
@@ -26,15 +29,13 @@ def test_stack_round_trip_and_reproducible_bytes(tmp_path):
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.txt"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "folder", directory=True) as tmp:
-            (tmp / "x").write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "folder", directory=True) as tmp:
+        (tmp / "x").write_text("half")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -51,6 +52,7 @@ def test_atomic_write_replaces_and_respects_umask(tmp_path):
 
 def test_documented_schema_tables_match_the_code():
     from conftest import REPO
+
     from dipkit.columns import FIT_ROWS, NOISY_METRICS, TRAJECTORY, columns_markdown
 
     page = (REPO / "docs/outputs.md").read_text()
@@ -71,7 +73,9 @@ def test_fit_rows_written_before_batch_size_are_upgraded(tmp_path):
     row = {c.name: None for c in FIT_ROWS} | {"dataset": "Set9", "image": "a", "batch_size": 4}
     new = pa.Table.from_pylist([row], schema=schema)
     write_parquet(tmp_path / "new.parquet", new)
-    write_parquet(tmp_path / "old.parquet", new.drop_columns(["batch_size"]).set_column(1, "image", pa.array(["b"])))
+    write_parquet(
+        tmp_path / "old.parquet", new.drop_columns(["batch_size"]).set_column(1, "image", pa.array(["b"]))
+    )
     both = concat_parquet([tmp_path / "old.parquet", tmp_path / "new.parquet"], tmp_path / "all.parquet")
     assert both.schema.equals(schema)
     assert both.column("image").to_pylist() == ["b", "a"] and both.column("batch_size").to_pylist() == [1, 4]

@@ -226,9 +226,9 @@ def test_search_is_deterministic_per_seed(searched):
 
 def test_rank_candidates_skips_failures():
     cands = [
-        {"token": "a", "error": None, "scores": {m: 3.0 for m in METRICS}},
-        {"token": "b", "error": "boom", "scores": {m: None for m in METRICS}},
-        {"token": "c", "error": None, "scores": {m: 1.0 for m in METRICS}},
+        {"token": "a", "error": None, "scores": dict.fromkeys(METRICS, 3.0)},
+        {"token": "b", "error": "boom", "scores": dict.fromkeys(METRICS)},
+        {"token": "c", "error": None, "scores": dict.fromkeys(METRICS, 1.0)},
         {"token": "d", "error": None, "scores": {m: float("nan") for m in METRICS}},
         {"token": "e", "error": None, "scores": {m: float("inf") for m in METRICS}},
     ]

@@ -28,7 +28,7 @@ def _fake_nvidia_smi(folder, gpus: int) -> str:
     """An ``nvidia-smi`` whose ``-L`` lists ``gpus`` GPUs, as the real one does."""
     exe = folder / "nvidia-smi"
     lines = "".join(f"echo 'GPU {i}: NVIDIA Fake (UUID: GPU-{i:04d})'\n" for i in range(gpus))
-    exe.write_text(f"#!/bin/sh\n[ \"$1\" = -L ] || exit 2\n{lines}")
+    exe.write_text(f'#!/bin/sh\n[ "$1" = -L ] || exit 2\n{lines}')
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     return str(exe)
 

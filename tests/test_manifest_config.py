@@ -14,7 +14,9 @@ def test_manifest_lists_every_file(mirror):
     assert {f.role for f in ds["PolyU"]} == {"clean", "noisy"}
     assert {f.channels for f in ds["Set12"]} == {1}
     with open(mirror / "MANIFEST.tsv", newline="") as fh:
-        upstream = {(r["dataset"], r["file"]): (r["sha256"], r["url"]) for r in csv.DictReader(fh, delimiter="\t")}
+        upstream = {
+            (r["dataset"], r["file"]): (r["sha256"], r["url"]) for r in csv.DictReader(fh, delimiter="\t")
+        }
     ours = {(f.dataset, f.file): (f.sha256, f.url) for files in ds.values() for f in files}
     assert ours == upstream
 
@@ -38,16 +40,25 @@ def test_plan_defaults_and_subsets():
 @pytest.mark.parametrize(
     "datasets, message",
     [
-        ({"Set99": {"gaussian": [25]}}, "datasets.Set99: unknown dataset; built-in datasets are Set9, Set12, CBSD68, PolyU"),
+        (
+            {"Set99": {"gaussian": [25]}},
+            "datasets.Set99: unknown dataset; built-in datasets are Set9, Set12, CBSD68, PolyU",
+        ),
         ({"Set9": {}}, "datasets.Set9: no noise given"),
         ({"Set9": {"real": True}}, "datasets.Set9.real: dataset 'Set9' has no real noisy images"),
         ({"Set9": {"gaussian": [25, 25.0]}}, "datasets.Set9.gaussian: levels repeat"),
         ({"Set9": {"gaussian": [-5]}}, "datasets.Set9.gaussian: levels must be finite numbers > 0, got -5"),
         ({"Set9": {"poisson": [float("inf")]}}, "datasets.Set9.poisson: levels must be finite numbers > 0"),
-        ({"Set9": {"images": ["nope"], "gaussian": [25]}}, "datasets.Set9.images: unknown image ids \\['nope'\\]"),
+        (
+            {"Set9": {"images": ["nope"], "gaussian": [25]}},
+            "datasets.Set9.images: unknown image ids \\['nope'\\]",
+        ),
         ({"Set9": {"channels": 1, "gaussian": [25]}}, "datasets.Set9.channels: only user datasets"),
         ({"Set9": {"path": "/tmp", "gaussian": [25]}}, "datasets.Set9.path: 'Set9' is a built-in dataset"),
-        ({"mine": {"path": "/nonexistent/dipkit", "gaussian": [25]}}, "datasets.mine.path: folder '/nonexistent/dipkit' does not exist"),
+        (
+            {"mine": {"path": "/nonexistent/dipkit", "gaussian": [25]}},
+            "datasets.mine.path: folder '/nonexistent/dipkit' does not exist",
+        ),
         ({}, "config key datasets: no dataset configured"),
     ],
 )
@@ -89,7 +100,7 @@ def test_user_folder_skips_dot_files_and_keeps_letters(tmp_path):
     only_hidden = tmp_path / "hidden"
     only_hidden.mkdir()
     (only_hidden / "._a.png").write_bytes(b"")
-    with pytest.raises(ValueError, match="holds no image .*names starting with a dot are skipped"):
+    with pytest.raises(ValueError, match=r"holds no image .*names starting with a dot are skipped"):
         scan_folder("mine", only_hidden, 3)
     odd = tmp_path / "odd"
     odd.mkdir()
@@ -106,9 +117,20 @@ def test_fit_batches_group_by_method_spec_and_size():
     from dipkit.config import FitBatch, plan_fit_batches
 
     widths = {"a": 32, "b": 64, "c": 32, "d": 32, "e": 32, "f": 32}
-    sizes = {"a": (256, 256), "b": (256, 256), "c": (256, 256), "d": (512, 512), "e": (256, 256), "f": (256, 256)}
+    sizes = {
+        "a": (256, 256),
+        "b": (256, 256),
+        "c": (256, 256),
+        "d": (512, 512),
+        "e": (256, 256),
+        "f": (256, 256),
+    }
     fits = [("S", "gaussian25", m, i) for m in ("ours", "dip") for i in "abcdef"]
-    fits += [("S", "gaussian50", "ours", "a"), ("U", "gaussian25", "ours", "x"), ("U", "gaussian25", "ours", "y")]
+    fits += [
+        ("S", "gaussian50", "ours", "a"),
+        ("U", "gaussian25", "ours", "x"),
+        ("U", "gaussian25", "ours", "y"),
+    ]
 
     def spec_of(d, n, m, i):
         return _spec(m, widths.get(i, 32) if m == "ours" else 0)
@@ -138,8 +160,12 @@ def test_fit_batches_group_by_method_spec_and_size():
 def test_fit_batches_leave_unbatchable_methods_alone():
     from dipkit.config import batchable, plan_fit_batches
 
-    specs = {"bm3d": _spec("bm3d", kind="classical"), "isnas": _spec("isnas", kind="isnas"),
-             "pred": _spec("pred", width_source="predicted"), "ours": _spec("ours")}
+    specs = {
+        "bm3d": _spec("bm3d", kind="classical"),
+        "isnas": _spec("isnas", kind="isnas"),
+        "pred": _spec("pred", width_source="predicted"),
+        "ours": _spec("ours"),
+    }
     assert [m for m, s in specs.items() if batchable(s)] == ["ours"]
     fits = [("S", "gaussian25", m, i) for m in specs for i in "ab"]
     batches = plan_fit_batches(fits, lambda d, n, m, i: specs[m], lambda d, i: (64, 64), 8)

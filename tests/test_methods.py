@@ -2,21 +2,27 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import synthetic_image
-from dipkit.runner import fit_seed, run_fit
+
 from dipkit.manifest import builtin_datasets
 from dipkit.methods import METHODS, fit_spec, get_method, label_width, texture_labels
 from dipkit.noise import NoiseSpec, add_noise
+from dipkit.runner import fit_seed, run_fit
 
-REQUIRED = {"dip", "deep_decoder", "conv_decoder", "ours", "conv_decoder_ours", "nas_dip"}  # fitted by run_fit
+REQUIRED = {
+    "dip",
+    "deep_decoder",
+    "conv_decoder",
+    "ours",
+    "conv_decoder_ours",
+    "nas_dip",
+}  # fitted by run_fit
 
 
 def test_registry_has_the_table2_methods():
     assert REQUIRED | {"isnas_dip", "bm3d"} <= set(METHODS)
-    from dipkit.models import ARCHITECTURES
-
     from dipkit.classical import DENOISERS
+    from dipkit.models import ARCHITECTURES
 
     for m in METHODS.values():
         assert m.architecture in (DENOISERS if m.kind == "classical" else ARCHITECTURES)
@@ -54,7 +60,11 @@ def test_fit_spec_resolves_width_and_perturbation():
     assert fit_spec(ours, "Set9", "kodim01", "gaussian25")["reg_noise_std"] == pytest.approx(1 / 30)
     assert fit_spec(get_method("deep_decoder"), "Set9", "kodim01", "gaussian25")["reg_noise_std"] == 0.0
     fixed = fit_spec(get_method("ours", {"width": 32}), "Set9", "kodim01", "gaussian25", {"iterations": 50})
-    assert fixed["arch_options"]["width"] == 32 and fixed["width_source"] == "fixed" and fixed["iterations"] == 50
+    assert (
+        fixed["arch_options"]["width"] == 32
+        and fixed["width_source"] == "fixed"
+        and fixed["iterations"] == 50
+    )
     custom = get_method("dip", {"reg_noise_std": {"gaussian25": 0.01, "default": 0.02}, "lr": 0.005})
     assert fit_spec(custom, "Set9", "x", "gaussian25")["reg_noise_std"] == 0.01
     assert fit_spec(custom, "Set9", "x", "poisson0.1")["reg_noise_std"] == 0.02
@@ -62,7 +72,7 @@ def test_fit_spec_resolves_width_and_perturbation():
 
 
 def test_unknown_method_and_override_are_errors():
-    with pytest.raises(ValueError, match="config key methods.nope: unknown method; registered: dip"):
+    with pytest.raises(ValueError, match=r"config key methods.nope: unknown method; registered: dip"):
         get_method("nope")
     with pytest.raises(ValueError, match=r"methods.dip: unknown keys \['lrate'\]"):
         get_method("dip", {"lrate": 0.1})
@@ -101,7 +111,10 @@ def test_seeded_fit_repeats_bit_for_bit(pair):
 def test_too_small_image_is_a_clear_error(pair):
     clean, noisy = pair
     spec = fit_spec(get_method("dip"), "Set9", "x", "gaussian25", {"iterations": 2})
-    with pytest.raises(ValueError, match=r"method dip \(architecture dip\), image 48x48: image size 48x48 is not divisible by 32"):
+    with pytest.raises(
+        ValueError,
+        match=r"method dip \(architecture dip\), image 48x48: image size 48x48 is not divisible by 32",
+    ):
         run_fit(clean[:48, :48], noisy[:48, :48], spec, 0, device="cpu")
 
 
@@ -112,9 +125,11 @@ def test_variants_and_width_sources():
     assert spec["method"] == "hourglass32" and spec["width"] == 32 and spec["width_source"] == "fixed"
     pred = fit_spec(get_method("ours", {"width": "predicted"}), "Set9", "kodim01", "gaussian25")
     assert pred["width_source"] == "predicted" and pred["arch_options"]["width"] is None
-    with pytest.raises(ValueError, match="methods.x.base: unknown method 'nope'"):
+    with pytest.raises(ValueError, match=r"methods.x.base: unknown method 'nope'"):
         get_method("x", {"base": "nope"})
     with pytest.raises(ValueError, match="a variant cannot take a registered name"):
         get_method("dip", {"base": "ours"})
-    with pytest.raises(ValueError, match="methods.ours.width: expected 'labels' or 'predicted' or a positive integer"):
+    with pytest.raises(
+        ValueError, match=r"methods.ours.width: expected 'labels' or 'predicted' or a positive integer"
+    ):
         get_method("ours", {"width": "wide"})

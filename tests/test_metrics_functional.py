@@ -38,7 +38,7 @@ CASES = [(2, 1, 32, 32), (3, 3, 32, 32), (1, 3, 23, 41), (2, 1, 7, 9), (1, 3, 64
 @pytest.mark.parametrize("shape", CASES)
 @pytest.mark.parametrize("data_range", [1.0, 2.0])
 def test_psnr_matches_skimage_float64(shape, data_range):
-    rng = np.random.default_rng(zlib.crc32(repr((shape, data_range, 'psnr')).encode()))
+    rng = np.random.default_rng(zlib.crc32(repr((shape, data_range, "psnr")).encode()))
     clean, pred = _pair(rng, *shape)
     got = psnr(torch.from_numpy(pred), torch.from_numpy(clean), data_range=data_range)
     assert got.shape == (shape[0],) and got.dtype == torch.float64
@@ -50,14 +50,12 @@ def test_psnr_matches_skimage_float64(shape, data_range):
 @pytest.mark.parametrize("shape", CASES)
 @pytest.mark.parametrize("data_range", [1.0, 2.0])
 def test_ssim_matches_skimage_float64(shape, data_range):
-    rng = np.random.default_rng(zlib.crc32(repr((shape, data_range, 'ssim')).encode()))
+    rng = np.random.default_rng(zlib.crc32(repr((shape, data_range, "ssim")).encode()))
     clean, pred = _pair(rng, *shape)
     got = ssim(torch.from_numpy(pred), torch.from_numpy(clean), data_range=data_range)
     assert got.shape == (shape[0],) and got.dtype == torch.float64
     for i in range(shape[0]):
-        ref = structural_similarity(
-            _hwc(clean[i]), _hwc(pred[i]), channel_axis=-1, data_range=data_range
-        )
+        ref = structural_similarity(_hwc(clean[i]), _hwc(pred[i]), channel_axis=-1, data_range=data_range)
         assert abs(got[i].item() - ref) < 1e-9, (got[i].item(), ref)
 
 
@@ -69,8 +67,10 @@ def test_float32_inputs_follow_skimage_float32():
     # SSIM is computed in float64 here; scikit-image stays in float32, so allow its rounding
     s = ssim(torch.from_numpy(pred), torch.from_numpy(clean)).item()
     ref64 = structural_similarity(
-        _hwc(clean[0]).astype(np.float64), _hwc(pred[0]).astype(np.float64),
-        channel_axis=-1, data_range=1,
+        _hwc(clean[0]).astype(np.float64),
+        _hwc(pred[0]).astype(np.float64),
+        channel_axis=-1,
+        data_range=1,
     )
     assert abs(s - ref64) < 1e-9
     ref32 = structural_similarity(_hwc(clean[0]), _hwc(pred[0]), channel_axis=-1, data_range=1)

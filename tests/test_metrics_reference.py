@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import synthetic_image
+
 from dipkit.metrics import PAPER_SSIM_DATA_RANGE, psnr, ssim
 
 

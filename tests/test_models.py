@@ -306,7 +306,7 @@ def test_frequency_response_matches_spec_table():
     }
     for name, expected in table.items():
         f, db = frequency_response_db(name, num=1025)
-        got = [db[int(round(x * 1024))] for x in (0.25, 0.5, 0.75)]
+        got = [db[round(x * 1024)] for x in (0.25, 0.5, 0.75)]
         np.testing.assert_allclose(got, expected, atol=0.06, err_msg=name)
         assert np.all(np.isfinite(db)) and f[0] == 0.0 and f[-1] == 1.0
     assert set(PAPER_FILTERS) <= set(FILTER_TAPS)
@@ -405,7 +405,7 @@ def test_image_size_validation():
     with pytest.raises(ValueError, match="divisible by 32"):
         build_model("conv_decoder", 3, (100, 64))
     # 17-tap reflection padding needs >= 5 px before the first upsampler: images >= 160 px
-    with pytest.raises(ValueError, match="too small.*FIR"):
+    with pytest.raises(ValueError, match=r"too small.*FIR"):
         validate_image_size("conv_decoder_lpf", (64, 64), upsample="L-60")
     validate_image_size("conv_decoder_lpf", (160, 160), upsample="L-60")
     with pytest.raises(ValueError, match="upsample='none'"):
@@ -434,6 +434,7 @@ def test_config_size_rule_is_the_networks(name):
         with pytest.raises(ValueError, match=f"each side must be at least {smallest}"):
             validate_image_size(name, (smallest - multiple, smallest), levels=levels)
     assert size_rule("conv_decoder", {"levels": 3}) is None
+
 
 def test_cli_table(capsys):
     from dipkit.models.__main__ import main

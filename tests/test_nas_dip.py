@@ -34,7 +34,7 @@ from dipkit.nas_search_space import (
     nas_dip_skips,
 )
 
-NAS_DIP_BITS = "11111" "01111" "00111" "00011" "00001"
+NAS_DIP_BITS = "1111101111001110001100001"
 
 
 def _z(model, batch=1):
@@ -179,7 +179,7 @@ def test_nas_dip_architecture_and_skips():
     assert odd.levels == 2 and odd.model_index is None
     assert NASArchitecture.from_spec(odd.token) == odd
     with pytest.raises(ValueError, match="ISNAS"):
-        odd.isnas_name
+        _ = odd.isnas_name
     for bad in ("158:0101", "foo", {"skips": NAS_DIP_BITS}, {"model_index": 158, "skips": "2" * 25}, 1.0):
         with pytest.raises(ValueError):
             NASArchitecture.from_spec(bad, levels=5)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import synthetic_image
+
 from dipkit.noise import NoiseSpec, add_noise, format_level, noise_seed
 from dipkit.seeding import derive_seed
 

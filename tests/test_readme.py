@@ -108,12 +108,15 @@ COMMANDS = {
     "snakemake --cores all --config mirror_dir=../shared/datasets": DryRun("user", DEFAULT_JOBS),
     "snakemake -n": DryRun("dev", DEFAULT_JOBS),
     "snakemake --cores all --configfile tests/configs/tiny.yaml": DryRun("user", TINY_JOBS),
-    "snakemake --cores all --configfile tests/configs/tiny.yaml --config mirror_dir=../shared/datasets":
-        Run("user", 1),
+    "snakemake --cores all --configfile tests/configs/tiny.yaml --config mirror_dir=../shared/datasets": Run(
+        "user", 1
+    ),
     "snakemake --configfile tests/configs/tiny.yaml --report results/report.html": Run("user", 2),
     "dipkit denoise photo.png -o photo_denoised.png": Run("user", 3),
     "snakemake --lint": Run("dev", 4),
     "snakefmt --check Snakefile rules": Run("dev", 5),
+    "ruff check .": Run("dev", 6),
+    "ruff format --check .": Run("dev", 7),
     "python -m pytest": Collect("dev"),
     "python benchmarks/fit_speed.py per-fit --sizes 256 512": ArgsOnly("dev"),
     "python benchmarks/fit_speed.py throughput --method ours64": ArgsOnly("dev"),
@@ -125,15 +128,18 @@ COMMANDS = {
     # docs/cuda-graphs.md: the CUDA-graph rows (a GPU)
     "python benchmarks/fit_speed.py per-fit --cuda-graphs --methods ours32 --sizes 256 512": ArgsOnly("dev"),
     "python benchmarks/fit_speed.py full --cuda-graphs --methods ours64 --size 512": ArgsOnly("dev"),
-    "python benchmarks/fit_speed.py batched --cuda-graphs --method ours64 --size 256 --batches 4 8":
-        ArgsOnly("dev"),
+    "python benchmarks/fit_speed.py batched --cuda-graphs --method ours64 --size 256 --batches 4 8": ArgsOnly(
+        "dev"
+    ),
     # docs/gpu-hours.md: the GPU-hours the page quotes
     "python benchmarks/gpu_hours.py": Check("user", "| **total** | **2,949** | | **61.40** |"),
-    "python benchmarks/gpu_hours.py --configfile configs/paper_table2_ours.yaml":
-        Check("user", "| **total** | **178** | | **0.58** |"),
+    "python benchmarks/gpu_hours.py --configfile configs/paper_table2_ours.yaml": Check(
+        "user", "| **total** | **178** | | **0.58** |"
+    ),
     "python benchmarks/gpu_hours.py --datasets Set9 Set12 CBSD68 --noise-kind gaussian "
-    "--methods dip deep_decoder conv_decoder nas_dip isnas_dip ours":
-        Check("user", "| **total** | **1,068** | | **30.94** |"),
+    "--methods dip deep_decoder conv_decoder nas_dip isnas_dip ours": Check(
+        "user", "| **total** | **1,068** | | **30.94** |"
+    ),
     # docs/reproduction.md: the GPU-host run, its publisher and its wheels (downloads)
     "snakemake --cores all --configfile configs/paper_table2_ours.yaml": DryRun("user", TABLE2_OURS_JOBS),
     "python benchmarks/publish_table2.py --config configs/paper_table2_ours.yaml --fits results/fits.parquet "
@@ -175,10 +181,16 @@ def all_doc_commands() -> dict[str, list[str]]:
 
 
 def test_doc_commands_are_parsed_as_a_shell_would():
-    text = "```bash\npip install -e '.[test]' && python -m pytest   # comment\nsnakemake --cores 1 \\\n" \
-           "  && snakemake --report r.html\n```\n```yaml\nnot: a command\n```\n"
-    assert doc_commands(text) == ["pip install -e '.[test]'", "python -m pytest", "snakemake --cores 1",
-                                  "snakemake --report r.html"]
+    text = (
+        "```bash\npip install -e '.[test]' && python -m pytest   # comment\nsnakemake --cores 1 \\\n"
+        "  && snakemake --report r.html\n```\n```yaml\nnot: a command\n```\n"
+    )
+    assert doc_commands(text) == [
+        "pip install -e '.[test]'",
+        "python -m pytest",
+        "snakemake --cores 1",
+        "snakemake --report r.html",
+    ]
 
 
 def test_every_doc_command_is_classified():
@@ -263,13 +275,25 @@ class Clone:
         return {**self.base_env, "PATH": f"{venv}/bin:/usr/bin:/bin", "VIRTUAL_ENV": str(venv)}
 
     def run(self, command: str, env: str, timeout: int = 1500) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", "-c", command], cwd=self.root, env=self.env(env), capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            ["bash", "-c", command],
+            cwd=self.root,
+            env=self.env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def _repository_files() -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     return sorted({*listed, "config.yaml"})
 
 
@@ -296,9 +320,16 @@ def clone(tmp_path_factory) -> Clone:
         envs[name] = _make_env(top / f"venv-{name}", build + reqs)
     home = top / "home"
     home.mkdir()
-    base_env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "LANG": "C.UTF-8",
-                "TMPDIR": str(top), "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0",
-                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_CACHE_DIR": str(home / "pip-cache")}
+    base_env = {
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(top),
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_BUILD_ISOLATION": "0",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_CACHE_DIR": str(home / "pip-cache"),
+    }
     c = Clone(root, envs, base_env, {})
     for command, how in COMMANDS.items():
         if isinstance(how, Install):
@@ -376,8 +407,9 @@ def test_real_runs_do_what_the_docs_say(clone):
             out = np.asarray(Image.open(clone.root / "photo_denoised.png"), np.float64) / 255.0
             noisy = np.asarray(Image.open(clone.root / "photo.png"), np.float64) / 255.0
             assert out.shape == clean.shape
-            assert peak_signal_noise_ratio(clean, out, data_range=1) > peak_signal_noise_ratio(clean, noisy,
-                                                                                             data_range=1)
+            assert peak_signal_noise_ratio(clean, out, data_range=1) > peak_signal_noise_ratio(
+                clean, noisy, data_range=1
+            )
 
 
 def test_measurements_take_their_documented_arguments(clone):
@@ -405,8 +437,16 @@ def test_measurements_take_their_documented_arguments(clone):
     )
     assert all(shlex.split(c)[0] == "python" for c in commands)
     env = clone.env(COMMANDS[commands[0]].env)
-    proc = subprocess.run(["python", "-c", harness], input="\n".join(commands), cwd=clone.root, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        ["python", "-c", harness],
+        input="\n".join(commands),
+        cwd=clone.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, _out(proc)
     assert proc.stdout.count("parsed:") == len(commands)
 
@@ -425,7 +465,7 @@ def test_shell_scripts_are_parsed_with_their_documented_modes():
     for command in commands:
         words = shlex.split(command)
         assigned = [w.split("=", 1)[0] for w in words if re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", w)]
-        shell, script, *modes = words[len(assigned):]
+        shell, script, *modes = words[len(assigned) :]
         assert shell == "bash", command
         text = (REPO / script).read_text()
         proc = subprocess.run(["bash", "-n", str(REPO / script)], capture_output=True, text=True, check=False)

@@ -10,7 +10,9 @@ def _fits(psnrs):
     rows = []
     for (dataset, image), values in psnrs.items():
         for (method, _), p in zip(WIDTHS.items(), values):
-            rows.append({"dataset": dataset, "image": image, "noise": "gaussian25", "method": method, "psnr_last": p})
+            rows.append(
+                {"dataset": dataset, "image": image, "noise": "gaussian25", "method": method, "psnr_last": p}
+            )
     return pd.DataFrame(rows)
 
 
@@ -24,7 +26,10 @@ def test_best_width_co_labels_and_agreement():
         }
     )
     labels = regenerate_labels(fits, WIDTHS, tolerance_db=0.1).set_index("image")
-    assert labels.loc["image_House256rgb", "best_width"] == 32 and labels.loc["image_House256rgb", "agrees_norepeat"]
+    assert (
+        labels.loc["image_House256rgb", "best_width"] == 32
+        and labels.loc["image_House256rgb", "agrees_norepeat"]
+    )
     assert labels.loc["kodim01", "best_width"] == 128 and labels.loc["kodim01", "labels"] == "64;128"
     assert not labels.loc["08", "agrees_norepeat"]
     chair = labels.loc["Canon5D2_5_160_3200_chair_11"]

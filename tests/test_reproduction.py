@@ -87,8 +87,9 @@ def test_publish_writes_the_csv_and_the_page(paper_run, tmp_path):
     out.mkdir()
     (out / "reasons.yaml").write_text("Set12/gaussian50/ours: 3 iterations only (a test run)\n")
     # the full config: its datasets have more images than the tiny run fitted (partial cells)
-    cells, page = _publish(work, out, "--date", "2026-01-02", "--command", "snakemake --cores all",
-                           config=PAPER_CONFIG)
+    cells, page = _publish(
+        work, out, "--date", "2026-01-02", "--command", "snakemake --cores all", config=PAPER_CONFIG
+    )
     assert list(cells.columns) == CSV_COLUMNS
     assert list(zip(cells.dataset, cells.noise)) == [
         ("Set12", "gaussian25"),
@@ -128,7 +129,9 @@ def test_cuda_graphs_setting_reruns_nothing(paper_run, tmp_path):
     changed["fit"]["cuda_graphs"] = "off"
     other = tmp_path / "off.yaml"
     # unquoted, as a user would write it (YAML reads a boolean)
-    other.write_text(yaml.safe_dump(changed, sort_keys=False).replace("cuda_graphs: 'off'", "cuda_graphs: off"))
+    other.write_text(
+        yaml.safe_dump(changed, sort_keys=False).replace("cuda_graphs: 'off'", "cuda_graphs: off")
+    )
     assert yaml.safe_load(other.read_text())["fit"]["cuda_graphs"] is False
     proc = run_snakemake(work, "--configfile", str(other), "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr

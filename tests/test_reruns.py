@@ -14,7 +14,6 @@ import tarfile
 
 import pytest
 import yaml
-
 from conftest import REPO
 from test_workflow import job_counts
 
@@ -25,8 +24,17 @@ CONFIG = {
 
 #: What the workflow needs of a checkout (not .git, .venv, results, tests; docs/ for the
 #: early-stopping study that Table 3 reads).
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "dipkit", "schemas", "profiles", "envs",
-                  "docs")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "workflow_scripts",
+    "dipkit",
+    "schemas",
+    "profiles",
+    "envs",
+    "docs",
+)
 
 #: ``main`` before issue 18 moved the fit code (dipkit/benchmark.py -> runner.py and fit_jobs.py,
 #: schemas.py -> columns.py, workflow.py -> script_context.py, evaluation.py -> noisy_baseline.py):
@@ -40,8 +48,12 @@ def _copy_workflow(dest):
     for name in WORKFLOW_FILES:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, copy_function=shutil.copy,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                src,
+                dest / name,
+                copy_function=shutil.copy,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+            )
         else:
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest / name)
@@ -50,19 +62,35 @@ def _copy_workflow(dest):
 
 def _checkout(commit, dest):
     """The tree of ``commit`` (``git archive``), or a skip when this clone lacks it."""
-    proc = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit], capture_output=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     if proc.returncode != 0:
-        pytest.skip(f"commit {commit[:12]} is not in this clone (a shallow clone? git fetch --unshallow): "
-                    + proc.stderr.decode(errors="replace").strip())
+        pytest.skip(
+            f"commit {commit[:12]} is not in this clone (a shallow clone? git fetch --unshallow): "
+            + proc.stderr.decode(errors="replace").strip()
+        )
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
         tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return dest
 
 
 def _snakemake(repo, work, *args):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work),
-           "--configfile", str(work / "config.yaml"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(repo / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
@@ -86,7 +114,13 @@ def test_code_edits_rerun_only_through_stage_versions(tmp_path, mirror):
     assert '"noise": 1,' in text
     versions.write_text(text.replace('"noise": 1,', '"noise": 2,'))
     out = _snakemake(repo, work, "-n")
-    assert job_counts(out) == {"add_noise": 1, "score_noisy": 1, "noisy_baseline_table": 1, "job_costs": 1, "all": 1}
+    assert job_counts(out) == {
+        "add_noise": 1,
+        "score_noisy": 1,
+        "noisy_baseline_table": 1,
+        "job_costs": 1,
+        "all": 1,
+    }
     assert "Params have changed since last execution" in out
 
 
@@ -98,8 +132,13 @@ MOVES_CONFIG = {
     "methods": {"ours": {}},
     "fit": {"iterations": 3, "ssim_every": 1, "batch": 2},
     "experiments": {
-        "depth_width_skips": {"images": ["Set12/01"], "crop": 64, "iterations": 3, "noise": ["gaussian25"],
-                              "options": {"depths": [1], "widths": [8], "skips": [False]}},
+        "depth_width_skips": {
+            "images": ["Set12/01"],
+            "crop": 64,
+            "iterations": 3,
+            "noise": ["gaussian25"],
+            "options": {"depths": [1], "widths": [8], "skips": [False]},
+        },
         "spectral_density": {"images": ["Set12/01"]},
     },
 }
@@ -114,7 +153,9 @@ def test_results_of_the_code_before_the_moves_are_up_to_date(tmp_path, mirror):
     assert (repo / "dipkit/benchmark.py").is_file()
     work = tmp_path / "work"
     work.mkdir()
-    (work / "config.yaml").write_text(yaml.safe_dump({**MOVES_CONFIG, "mirror_dir": str(mirror)}, sort_keys=False))
+    (work / "config.yaml").write_text(
+        yaml.safe_dump({**MOVES_CONFIG, "mirror_dir": str(mirror)}, sort_keys=False)
+    )
     _snakemake(repo, work, "--cores", "2", "--resources", "gpu=2")
 
     shutil.rmtree(repo)  # the checkout updated in place, its files newer than every result (a git pull)
@@ -123,8 +164,14 @@ def test_results_of_the_code_before_the_moves_are_up_to_date(tmp_path, mirror):
     out = _snakemake(repo, work, "-n")
     # only what the figure stages' version bumps ask (one figure-saving helper, the gallery's
     # layout): the figures and the experiments' summaries, from the fits as they are
-    assert job_counts(out) == {"experiment": 2, "experiment_figure": 2, "gallery": 1, "psnr_curves": 1,
-                               "job_costs": 1, "all": 1}, out
+    assert job_counts(out) == {
+        "experiment": 2,
+        "experiment_figure": 2,
+        "gallery": 1,
+        "psnr_curves": 1,
+        "job_costs": 1,
+        "all": 1,
+    }, out
 
     # Without the profile Snakemake's code trigger reruns every job whose script is newer than its
     # outputs. (The download's script is made old here: Snakemake skips the jobs below a job that
@@ -132,5 +179,14 @@ def test_results_of_the_code_before_the_moves_are_up_to_date(tmp_path, mirror):
     os.utime(repo / "workflow_scripts/download.py", (0, 0))
     out = _snakemake(repo, work, "-n", "--workflow-profile", "none")
     assert "Code has changed since last execution" in out
-    assert {"prepare_dataset", "add_noise", "score_noisy", "fit_batch", "fit_from_batch", "experiment_fit",
-            "aggregate_fits", "paper_table", "table2"} <= set(job_counts(out))
+    assert {
+        "prepare_dataset",
+        "add_noise",
+        "score_noisy",
+        "fit_batch",
+        "fit_from_batch",
+        "experiment_fit",
+        "aggregate_fits",
+        "paper_table",
+        "table2",
+    } <= set(job_counts(out))

@@ -10,6 +10,7 @@ one thread), and the fit jobs must have asked Slurm for what their rule declares
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -54,7 +55,17 @@ def _install():
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "slurmctld", "slurmd", "slurm-client", "munge"],
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "slurmctld",
+            "slurmd",
+            "slurm-client",
+            "munge",
+        ],
         check=True,
         env=env,
     )
@@ -134,28 +145,27 @@ def slurm_cluster(tmp_path_factory):
     subprocess.run(["/usr/sbin/slurmd", "-N", "localhost"], check=True)
     try:
         for _ in range(60):
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], check=False, capture_output=True,
-                                 text=True).stdout.split()
+            out = subprocess.run(
+                ["sinfo", "-h", "-o", "%t"], check=False, capture_output=True, text=True
+            ).stdout.split()
             if "idle" in out:
                 break
             time.sleep(1)
         else:
-            pytest.fail(f"the test cluster did not become idle: {(state / 'log/slurmctld.log').read_text()[-2000:]}")
+            pytest.fail(
+                f"the test cluster did not become idle: {(state / 'log/slurmctld.log').read_text()[-2000:]}"
+            )
         yield state
     finally:
         for pidfile in (state / "slurmd.pid", state / "slurmctld.pid"):
             pid = _pid(pidfile)
             if pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 15)
-                except ProcessLookupError:
-                    pass
         time.sleep(2)
         if started_munge and _pid(munge_pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(_pid(munge_pid), 15)
-            except ProcessLookupError:
-                pass
         CONF.unlink(missing_ok=True)  # a leftover config slows every later snakemake call
         GRES.unlink(missing_ok=True)
 
@@ -170,8 +180,23 @@ def test_tiny_workflow_on_slurm_equals_a_local_run(slurm_cluster, tmp_path, mirr
         (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run_snakemake(local, "--configfile", str(local / "config.yaml"), "--cores", "1")
     proc = subprocess.run(
-        ["timeout", "-k", "10", "400", sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(remote),
-         "--configfile", str(remote / "config.yaml"), "--workflow-profile", str(REPO / "profiles/slurm-ci")],
+        [
+            "timeout",
+            "-k",
+            "10",
+            "400",
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(remote),
+            "--configfile",
+            str(remote / "config.yaml"),
+            "--workflow-profile",
+            str(REPO / "profiles/slurm-ci"),
+        ],
         check=False,
         capture_output=True,
         text=True,
@@ -179,8 +204,9 @@ def test_tiny_workflow_on_slurm_equals_a_local_run(slurm_cluster, tmp_path, mirr
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
     # every non-local job went through the cluster: completed jobs stay listed (MinJobAge)
-    listing = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%k|%T"], check=False,
-                             capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["squeue", "--states=all", "-h", "-o", "%i|%k|%T"], check=False, capture_output=True, text=True
+    ).stdout
     done = [line for line in listing.splitlines() if line.endswith("|COMPLETED")]
     assert sum("rule_fit" in line for line in done) == 2, listing
     assert any("rule_prepare_dataset" in line for line in done), listing
@@ -191,8 +217,9 @@ def test_tiny_workflow_on_slurm_equals_a_local_run(slurm_cluster, tmp_path, mirr
     mem_mb, minutes = fit_cost(spec, fitted_size("Set12", "01", 32), on_gpu=True, fits_per_gpu=4)
     fits = [line.split("|")[0] for line in done if "rule_fit" in line]
     for job_id in fits:
-        shown = subprocess.run(["scontrol", "show", "job", "-o", job_id], check=False, capture_output=True,
-                               text=True).stdout
+        shown = subprocess.run(
+            ["scontrol", "show", "job", "-o", job_id], check=False, capture_output=True, text=True
+        ).stdout
         fields = dict(kv.split("=", 1) for kv in shown.split() if "=" in kv)
         assert fields.get("NumCPUs") == "1", shown
         assert fields.get("MinMemoryNode") == f"{mem_mb}M", shown
@@ -200,4 +227,6 @@ def test_tiny_workflow_on_slurm_equals_a_local_run(slurm_cluster, tmp_path, mirr
         assert "gpu:1" in fields.get("TresPerJob", "") + fields.get("TresPerNode", ""), shown
     ours = pd.read_parquet(remote / "results/fits.parquet").sort_values("image").reset_index(drop=True)
     ref = pd.read_parquet(local / "results/fits.parquet").sort_values("image").reset_index(drop=True)
-    assert ours[["image", "psnr_last", "ssim_last", "psnr_peak"]].equals(ref[["image", "psnr_last", "ssim_last", "psnr_peak"]])
+    assert ours[["image", "psnr_last", "ssim_last", "psnr_peak"]].equals(
+        ref[["image", "psnr_last", "ssim_last", "psnr_peak"]]
+    )

@@ -64,13 +64,15 @@ def test_no_rule_stops_a_trajectory_that_only_improves():
     n, params = 400, StopParams(wmv_window=10, wmv_patience=40)
     gray = torch.full_like(x, 0.5)
     flicker = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype)
-    outs = [x + (gray - x) * (1 - t / n) * 0.8 + 0.05 * (1.1 - t / n) * (-1) ** t * flicker
-            for t in range(1, n + 1)]
+    outs = [
+        x + (gray - x) * (1 - t / n) * 0.8 + 0.05 * (1.1 - t / n) * (-1) ** t * flicker
+        for t in range(1, n + 1)
+    ]
     m = StopMonitor(y, SIGMA, n, params)
     _feed(m, outs, outs)
     final = outs[-1]
     recs = m.result(final, x)
-    var = m.signal_trajectories()["wmv_variance"][params.wmv_window - 1:]
+    var = m.signal_trajectories()["wmv_variance"][params.wmv_window - 1 :]
     assert np.all(np.diff(var) < 0)  # the trajectory really only improves
     for rule in STOP_RULES:
         assert not recs[rule].triggered and recs[rule].stop_iteration is None
@@ -85,8 +87,9 @@ def test_discrepancy_fires_where_the_residual_meets_the_clipped_noise_variance()
     x, y = _images(size=24)
     n, tau = 300, 1.0
     gray = torch.full_like(x, 0.5)
-    path = [gray + (x - gray) * min(1.0, 2 * t / n) + (y - x) * max(0.0, 2 * t / n - 1)
-            for t in range(1, n + 1)]
+    path = [
+        gray + (x - gray) * min(1.0, 2 * t / n) + (y - x) * max(0.0, 2 * t / n - 1) for t in range(1, n + 1)
+    ]
     m = StopMonitor(y, SIGMA, n, StopParams(discrepancy_tau=tau))
     _feed(m, path, path)
     resid = np.array([float(((p - y) ** 2).mean()) for p in path])
@@ -116,8 +119,9 @@ def test_whiteness_fires_k_times_after_the_residual_turned_white():
     noise = y - x
     smooth = torch.nn.functional.avg_pool2d(noise, 3, stride=1, padding=1, count_include_pad=False)
     gray = torch.full_like(x, 0.5)
-    path = [gray + (x - gray) * min(1.0, 3 * t / n) + smooth * max(0.0, 3 * t / n - 1)
-            for t in range(1, n + 1)]
+    path = [
+        gray + (x - gray) * min(1.0, 3 * t / n) + smooth * max(0.0, 3 * t / n - 1) for t in range(1, n + 1)
+    ]
     m = StopMonitor(y, SIGMA, n, StopParams(whiteness_factor=k))
     _feed(m, path, path)
     rho = np.array([_lag_one(y - p) for p in path])
@@ -150,20 +154,25 @@ def test_batched_monitor_decides_each_fit_on_its_own():
     x, y = _images(k=3)
     n, params = 300, StopParams(wmv_window=10, wmv_patience=50)
     lows = (80, 10_000, 150)  # the second never turns
-    per_fit = [_jitter_trajectory(x[j:j + 1], n, lambda t, lo=lo: 0.02 * (1 + abs(t - lo) / 20), seed=j)
-               for j, lo in enumerate(lows)]
+    per_fit = [
+        _jitter_trajectory(x[j : j + 1], n, lambda t, lo=lo: 0.02 * (1 + abs(t - lo) / 20), seed=j)
+        for j, lo in enumerate(lows)
+    ]
     batch = [torch.cat([per_fit[j][t] for j in range(3)]) for t in range(n)]
     m = StopMonitor(y, SIGMA, n, params)
     _feed(m, batch, batch)
     for j in range(3):
-        single = StopMonitor(y[j:j + 1], SIGMA, n, params)
+        single = StopMonitor(y[j : j + 1], SIGMA, n, params)
         _feed(single, per_fit[j], per_fit[j])
-        got, want = m.result(batch[-1][j:j + 1], x[j:j + 1], fit=j), single.result(per_fit[j][-1], x[j:j + 1])
+        got, want = (
+            m.result(batch[-1][j : j + 1], x[j : j + 1], fit=j),
+            single.result(per_fit[j][-1], x[j : j + 1]),
+        )
         for rule in STOP_RULES:
             assert got[rule].stop_iteration == want[rule].stop_iteration
             assert got[rule].iteration == want[rule].iteration
             assert torch.equal(got[rule].output, want[rule].output)
-    assert [m.result(batch[-1][j:j + 1], fit=j)["wmv"].triggered for j in range(3)] == [True, False, True]
+    assert [m.result(batch[-1][j : j + 1], fit=j)["wmv"].triggered for j in range(3)] == [True, False, True]
     assert not m.should_stop("wmv")  # one fit has not stopped
 
 
@@ -173,22 +182,28 @@ def test_estimated_sigma_when_none_is_given():
     assert m.sigma_255[0] == pytest.approx(SIGMA, rel=0.2)
 
 
-@pytest.mark.parametrize("bad, what", [
-    ({"wmv_window": 1}, "wmv_window"),
-    ({"wmv_patience": 0}, "wmv_patience"),
-    ({"discrepancy_tau": 0.0}, "tau"),
-    ({"whiteness_factor": 0.5}, "whiteness_factor"),
-])
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        ({"wmv_window": 1}, "wmv_window"),
+        ({"wmv_patience": 0}, "wmv_patience"),
+        ({"discrepancy_tau": 0.0}, "tau"),
+        ({"whiteness_factor": 0.5}, "whiteness_factor"),
+    ],
+)
 def test_bad_parameters_are_named(bad, what):
     with pytest.raises(ValueError, match=what):
         StopParams(**bad)
 
 
-@pytest.mark.parametrize("bad, what", [
-    ({"early_stop": "sure"}, "early_stop must be one of off, wmv, discrepancy"),
-    ({"early_stop_poll": 10}, "early_stop_poll needs an early_stop rule"),
-    ({"early_stop": "wmv", "early_stop_poll": -1}, "early_stop_poll must be an int >= 0"),
-])
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        ({"early_stop": "sure"}, "early_stop must be one of off, wmv, discrepancy"),
+        ({"early_stop_poll": 10}, "early_stop_poll needs an early_stop rule"),
+        ({"early_stop": "wmv", "early_stop_poll": -1}, "early_stop_poll must be an int >= 0"),
+    ],
+)
 def test_bad_fit_settings_are_named(bad, what):
     with pytest.raises(ValueError, match=what):
         FitSettings(**bad)
@@ -272,7 +287,9 @@ def test_batched_fits_record_the_rules_of_single_fits():
     for one, b in zip(singles, batch):
         for rule in STOP_RULES:
             assert (b.stops[rule].stop_iteration, b.stops[rule].iteration) == (
-                one.stops[rule].stop_iteration, one.stops[rule].iteration)
+                one.stops[rule].stop_iteration,
+                one.stops[rule].iteration,
+            )
             assert b.stops[rule].psnr == pytest.approx(one.stops[rule].psnr, abs=1e-6)
 
 
@@ -310,8 +327,15 @@ def test_denoise_stops_early_and_says_where(tmp_path):
     noise = np.random.default_rng(5).normal(0, 25 / 255, clean.shape)
     noisy = np.clip(clean + noise, 0, 1).astype(np.float32)
     params = StopParams(discrepancy_tau=8.0)
-    kw = {"width": 8, "sigma": 25, "iterations": 120, "device": "cpu", "early_stop": "discrepancy",
-          "stop_params": params, "cache_dir": tmp_path}
+    kw = {
+        "width": 8,
+        "sigma": 25,
+        "iterations": 120,
+        "device": "cpu",
+        "early_stop": "discrepancy",
+        "stop_params": params,
+        "cache_dir": tmp_path,
+    }
     short = denoise(noisy, **kw)
     full = denoise(noisy, **kw, clean=clean, full_length=True)
     rec = full["fit"].stops["discrepancy"]
@@ -323,15 +347,29 @@ def test_denoise_stops_early_and_says_where(tmp_path):
     assert f"returned the output of iteration {rec.iteration}" in message and "s saved" in message
 
 
-@pytest.mark.parametrize("flag, expected", [
-    ((), "early stopping (whiteness) did not fire within the cap of 30 iterations"),
-    (("--no-early-stop",), "early stopping off: ran all 30 iterations"),
-])
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ((), "early stopping (whiteness) did not fire within the cap of 30 iterations"),
+        (("--no-early-stop",), "early stopping off: ran all 30 iterations"),
+    ],
+)
 def test_cli_reports_early_stopping(tmp_path, flag, expected):
     from test_cli import _noisy_pair, dipkit
 
     _, _, path = _noisy_pair(tmp_path, 32, 32, 3)
-    proc = dipkit("denoise", str(path), "-o", str(tmp_path / "out.png"), "--width", "8", "--sigma", "25",
-                  "--iterations", "30", *flag)
+    proc = dipkit(
+        "denoise",
+        str(path),
+        "-o",
+        str(tmp_path / "out.png"),
+        "--width",
+        "8",
+        "--sigma",
+        "25",
+        "--iterations",
+        "30",
+        *flag,
+    )
     assert proc.returncode == 0, proc.stderr
     assert expected in proc.stderr and "30/30 loss" in proc.stderr

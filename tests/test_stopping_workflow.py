@@ -23,8 +23,11 @@ CONFIG = {
     "datasets": {"Set12": {"images": ["01"], "gaussian": [25]}},
     "methods": {"ours": {}, "bm3d": {}},
     # a large tau makes the discrepancy rule fire within the few iterations of a test
-    "fit": {"iterations": ITER, "early_stop": "discrepancy",
-            "stopping": {"wmv_window": 5, "wmv_patience": 8, "discrepancy_tau": 40.0}},
+    "fit": {
+        "iterations": ITER,
+        "early_stop": "discrepancy",
+        "stopping": {"wmv_window": 5, "wmv_patience": 8, "discrepancy_tau": 40.0},
+    },
 }
 
 
@@ -79,8 +82,13 @@ def test_configs_without_early_stopping_keep_their_params():
 
     spec = fit_spec(get_method("ours"), "Set12", "01", "gaussian25", {"iterations": 10})
     assert "early_stop" not in spec and "stopping" not in spec
-    spec = fit_spec(get_method("ours"), "Set12", "01", "gaussian25",
-                    {"early_stop": "off", "stopping": dict(FIT_DEFAULTS["stopping"])})
+    spec = fit_spec(
+        get_method("ours"),
+        "Set12",
+        "01",
+        "gaussian25",
+        {"early_stop": "off", "stopping": dict(FIT_DEFAULTS["stopping"])},
+    )
     assert "early_stop" not in spec and "stopping" not in spec
     spec = fit_spec(get_method("ours"), "Set12", "01", "gaussian25", {"stopping": {"wmv_patience": 7}})
     assert spec["stopping"]["wmv_patience"] == 7 and spec["stopping"]["wmv_window"] == 100
@@ -91,11 +99,21 @@ def test_rows_written_before_the_rules_existed_are_upgraded(tmp_path):
     from dipkit.tables import concat_parquet
 
     schema = arrow_schema(FIT_ROWS)
-    row = {c.name: None for c in FIT_ROWS} | {"dataset": "Set9", "image": "a", "batch_size": 1,
-                                                "early_stop": "wmv", "wmv_psnr": 30.0}
+    row = {c.name: None for c in FIT_ROWS} | {
+        "dataset": "Set9",
+        "image": "a",
+        "batch_size": 1,
+        "early_stop": "wmv",
+        "wmv_psnr": 30.0,
+    }
     new = pa.Table.from_pylist([row], schema=schema)
-    stop_cols = [c.name for c in FIT_ROWS if c.name == "early_stop" or c.name == "stop_sigma"
-                 or c.name.startswith(tuple(f"{r}_" for r in STOP_RULES))]
+    stop_cols = [
+        c.name
+        for c in FIT_ROWS
+        if c.name == "early_stop"
+        or c.name == "stop_sigma"
+        or c.name.startswith(tuple(f"{r}_" for r in STOP_RULES))
+    ]
     old = new.drop_columns([*stop_cols, "batch_size"]).set_column(1, "image", pa.array(["b"]))
     write_parquet(tmp_path / "old.parquet", old)
     write_parquet(tmp_path / "new.parquet", new)
@@ -111,10 +129,21 @@ def test_table3_reads_the_study(tmp_path):
 
     from dipkit.tables import table3
 
-    base = {"height": 256, "width_px": 256, "width_source": "fixed", "search_s": 0.0, "wall_time_s": 1.0,
-            "iterations": 10, "device": "cpu"}
-    fits = pd.DataFrame([{**base, "method": "ours", "psnr_peak": 30.0, "psnr_last": 29.9},
-                         {**base, "method": "nas_dip", "psnr_peak": 30.0, "psnr_last": 28.0}])
+    base = {
+        "height": 256,
+        "width_px": 256,
+        "width_source": "fixed",
+        "search_s": 0.0,
+        "wall_time_s": 1.0,
+        "iterations": 10,
+        "device": "cpu",
+    }
+    fits = pd.DataFrame(
+        [
+            {**base, "method": "ours", "psnr_peak": 30.0, "psnr_last": 29.9},
+            {**base, "method": "nas_dip", "psnr_peak": 30.0, "psnr_last": 28.0},
+        ]
+    )
     study = pd.DataFrame({"method": ["ours", "ours"], "psnr_peak": [30.0, 29.0], "psnr_last": [28.5, 28.5]})
     t3 = table3(fits, study=study).set_index("method")
     assert t3.loc["ours", "study_drop_db"] == pytest.approx(1.0) and t3.loc["ours", "study_fits"] == 2

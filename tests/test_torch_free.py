@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 
@@ -36,7 +35,8 @@ def test_modules_outside_the_exemptions_do_not_load_torch():
         "    if 'torch' in sys.modules:\n"
         "        print(name); break\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *modules], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"importing {proc.stdout.strip()} loads torch"

@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
+
 from dipkit.columns import NOISY_METRICS
 from dipkit.images import to_float
 from dipkit.io import load_stack
@@ -123,12 +123,16 @@ def test_noisy_images_follow_the_documented_formula(tiny_run):
     prepared = load_stack(work / "results/prepared/Set9.npz")
     noisy = load_stack(work / "results/noisy/Set9/gaussian25.npz")
     clean = to_float(prepared["clean/image_House256rgb"])
-    expected = add_noise(clean, NoiseSpec("gaussian", 25), noise_seed(7, "Set9", "image_House256rgb", "gaussian25"))
+    expected = add_noise(
+        clean, NoiseSpec("gaussian", 25), noise_seed(7, "Set9", "image_House256rgb", "gaussian25")
+    )
     assert noisy["image_House256rgb"].dtype == np.float32
     np.testing.assert_array_equal(noisy["image_House256rgb"], expected)
     polyu = load_stack(work / "results/prepared/PolyU.npz")
     assert sorted(polyu) == sorted(
-        f"{role}/{img}" for img in ["Canon5D2_5_160_3200_chair_11", "Canon5D2_5_160_3200_chair_14"] for role in ("clean", "noisy")
+        f"{role}/{img}"
+        for img in ["Canon5D2_5_160_3200_chair_11", "Canon5D2_5_160_3200_chair_14"]
+        for role in ("clean", "noisy")
     )
 
 
@@ -146,7 +150,16 @@ def test_switching_source_or_redownloading_reruns_nothing(tiny_run, mirror):
     proc = run_snakemake(work, "--configfile", str(cfg), "--config", f"mirror_dir={mirror}", "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
     # downloading again touches nothing downstream (consumers use ancient())
-    proc = run_snakemake(work, "--configfile", str(cfg), "--config", f"mirror_dir={mirror}", "-n", "--forcerun", "download_dataset")
+    proc = run_snakemake(
+        work,
+        "--configfile",
+        str(cfg),
+        "--config",
+        f"mirror_dir={mirror}",
+        "-n",
+        "--forcerun",
+        "download_dataset",
+    )
     assert job_counts(proc.stdout + proc.stderr) == {"download_dataset": 4}
 
 
@@ -154,7 +167,13 @@ def test_params_change_reruns_only_downstream(tiny_run):
     work, cfg, _ = tiny_run
     proc = run_snakemake(work, "--configfile", str(cfg), "--config", "seed=8", "-n")
     counts = job_counts(proc.stdout + proc.stderr)
-    assert counts == {"add_noise": 5, "score_noisy": 5, "noisy_baseline_table": 1, "job_costs": 1, "all": 1}, counts
+    assert counts == {
+        "add_noise": 5,
+        "score_noisy": 5,
+        "noisy_baseline_table": 1,
+        "job_costs": 1,
+        "all": 1,
+    }, counts
 
 
 def test_corrupted_served_file_fails_cleanly(mirror, tmp_path, http_serve):
@@ -194,6 +213,7 @@ def test_user_dataset_runs_through(tmp_path):
     (synthetic noise) and a real-noise folder of clean/ and noisy/ pairs, fitted, tabled and
     drawn."""
     from conftest import synthetic_image
+
     from dipkit.images import save_png as save
 
     folder = tmp_path / "photos"
@@ -207,18 +227,26 @@ def test_user_dataset_runs_through(tmp_path):
     save(pairs / "clean" / "a.png", clean)
     save(pairs / "noisy" / "a.png", clean + np.random.default_rng(0).normal(0, 0.05, clean.shape))
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "datasets": {"mine": {"path": str(folder), "gaussian": [15]}, "phone": {"path": str(pairs), "real": True}},
-        "methods": {"ours": {"width": 8}, "bm3d": {}},
-        "fit": {"iterations": 3},
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": {
+                    "mine": {"path": str(folder), "gaussian": [15]},
+                    "phone": {"path": str(pairs), "real": True},
+                },
+                "methods": {"ours": {"width": 8}, "bm3d": {}},
+                "fit": {"iterations": 3},
+            }
+        )
+    )
     run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2")
     df = pd.read_parquet(tmp_path / "results/noisy_baseline.parquet")
     mine = df[df.dataset == "mine"]
     assert sorted(mine.image) == ["shot_0", "shot_1"] and set(zip(mine.height, mine.width)) == {(64, 96)}
     fits = pd.read_parquet(tmp_path / "results/fits.parquet")
     assert sorted(zip(fits.dataset, fits.noise, fits.method)) == sorted(
-        [("mine", "gaussian15", m) for m in ("ours", "ours", "bm3d", "bm3d")] + [("phone", "real", "ours"), ("phone", "real", "bm3d")]
+        [("mine", "gaussian15", m) for m in ("ours", "ours", "bm3d", "bm3d")]
+        + [("phone", "real", "ours"), ("phone", "real", "bm3d")]
     )
     assert "mine" in (tmp_path / "results/tables/table2.md").read_text()
     assert "phone" in (tmp_path / "results/tables/table5.md").read_text()

@@ -70,12 +70,21 @@ def test_batched_rows_equal_one_fit_per_job_in_float64(runs):
     batched = pd.read_parquet(runs[2][0] / "results/fits.parquet")
     alone = pd.read_parquet(runs[1][0] / "results/fits.parquet")
     key = ["dataset", "noise", "method", "image"]
-    batched, alone = batched.sort_values(key).reset_index(drop=True), alone.sort_values(key).reset_index(drop=True)
+    batched, alone = (
+        batched.sort_values(key).reset_index(drop=True),
+        alone.sort_values(key).reset_index(drop=True),
+    )
     assert list(batched.columns) == list(alone.columns)
     ours = batched[batched.method == "ours"].set_index(["dataset", "image"]).batch_size.to_dict()
     # shot0 (64x96) and shot1 (64x64) share a planned batch but not a size: fitted apart
-    assert ours == {("Set12", "01"): 2, ("Set12", "02"): 2, ("Set12", "03"): 1,
-                    ("mine", "shot0"): 1, ("mine", "shot1"): 1, ("mine", "shot2"): 1}
+    assert ours == {
+        ("Set12", "01"): 2,
+        ("Set12", "02"): 2,
+        ("Set12", "03"): 1,
+        ("mine", "shot0"): 1,
+        ("mine", "shot1"): 1,
+        ("mine", "shot2"): 1,
+    }
     assert (alone.batch_size == 1).all() and (batched[batched.method == "bm3d"].batch_size == 1).all()
     for col in batched.columns.drop(RUNTIME_COLUMNS):
         if pd.api.types.is_float_dtype(batched[col]):
@@ -88,8 +97,13 @@ def test_batched_rows_equal_one_fit_per_job_in_float64(runs):
     for col in ("loss", "psnr_raw", "psnr_ema", "psnr_noisy", "ssim_ema"):
         np.testing.assert_allclose(t2[col].astype(float), t1[col].astype(float), rtol=1e-6, err_msg=col)
     for d, i in [("Set12", "01"), ("mine", "shot1")]:
-        a, b = (np.asarray(Image.open(r[0] / f"results/fits/{d}/gaussian{25 if d == 'Set12' else 15}/ours/{i}.png"),
-                           dtype=int) for r in (runs[2], runs[1]))
+        a, b = (
+            np.asarray(
+                Image.open(r[0] / f"results/fits/{d}/gaussian{25 if d == 'Set12' else 15}/ours/{i}.png"),
+                dtype=int,
+            )
+            for r in (runs[2], runs[1])
+        )
         assert np.abs(a - b).max() <= 1  # float64 outputs, rounded to 8 bits
 
 
@@ -127,7 +141,9 @@ def test_batch_refuses_settings_it_lacks(tmp_path, mirror):
     cfg.write_text(yaml.safe_dump(config))
     proc = run_snakemake(tmp_path, "--configfile", str(cfg), "-n", check=False)
     assert proc.returncode != 0
-    assert "config key fit.batch: batched fits (fit.batch: 4) have no fit.autocast" in proc.stdout + proc.stderr
+    assert (
+        "config key fit.batch: batched fits (fit.batch: 4) have no fit.autocast" in proc.stdout + proc.stderr
+    )
 
 
 def test_batch_job_refuses_bad_requests(tmp_path):
@@ -136,8 +152,17 @@ def test_batch_job_refuses_bad_requests(tmp_path):
 
     ours = fit_spec(get_method("ours"), "Set12", "01", "gaussian25")
     bm3d = fit_spec(get_method("bm3d"), "Set12", "01", "gaussian25")
-    job = FitBatchJob("prepared.npz", "noisy.npz", "Set12", "gaussian25", images=("01", "02"), specs=(ours,),
-                      config_seed=1, fit_version=4, out_dir=str(tmp_path / "out"))
+    job = FitBatchJob(
+        "prepared.npz",
+        "noisy.npz",
+        "Set12",
+        "gaussian25",
+        images=("01", "02"),
+        specs=(ours,),
+        config_seed=1,
+        fit_version=4,
+        out_dir=str(tmp_path / "out"),
+    )
     with pytest.raises(ValueError, match="one spec per image, got 2 images and 1 specs"):
         run_fit_batch_job(job, Runtime())
     with pytest.raises(ValueError, match=r"method bm3d \(classical\) cannot run in a batch"):

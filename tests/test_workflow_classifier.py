@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import run_tiny
 
 CONFIG = {
@@ -54,6 +53,9 @@ def test_fits_use_the_predicted_widths(run):
 
 def test_relabel_table(run):
     labels = pd.read_csv(run / "results/classifier/regenerated_labels.csv")
-    assert sorted(labels.image.astype(str).str.zfill(2)) == ["01", "09"] and set(labels.best_width) <= {32, 64}
+    assert sorted(labels.image.astype(str).str.zfill(2)) == ["01", "09"] and set(labels.best_width) <= {
+        32,
+        64,
+    }
     md = (run / "results/tables/label_agreement.md").read_text()
     assert "| Set12 | gaussian25 | 2 |" in md

@@ -6,11 +6,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import run_snakemake, run_tiny
-from dipkit.columns import FIT_ROWS, TRAJECTORY
+from PIL import Image
 from test_workflow import job_counts
+
+from dipkit.columns import FIT_ROWS, TRAJECTORY
 
 ITER = 20
 CONFIG = {
@@ -78,8 +78,16 @@ def test_changing_one_method_reruns_only_its_fits(fitted, tmp_path):
     proc = run_snakemake(work, "--configfile", str(cfg), "-n")
     counts = job_counts(proc.stdout + proc.stderr)
     # Table 3 too; the figures of the one (dataset, noise): its gallery and PSNR curves
-    assert counts == {"fit": 2, "aggregate_fits": 1, "table2": 1, "paper_table": 1, "gallery": 1, "psnr_curves": 1,
-                      "job_costs": 1, "all": 1}
+    assert counts == {
+        "fit": 2,
+        "aggregate_fits": 1,
+        "table2": 1,
+        "paper_table": 1,
+        "gallery": 1,
+        "psnr_curves": 1,
+        "job_costs": 1,
+        "all": 1,
+    }
     assert "method=ours" in proc.stdout + proc.stderr
     assert "method=conv_decoder_ours" not in proc.stdout + proc.stderr
 

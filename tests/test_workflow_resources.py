@@ -26,8 +26,9 @@ SIX = ["01", "02", "03", "04", "05", "06"]  # six 256x256 images: six fits ready
 
 def _snakemake(work: Path, *args: str, env: dict | None = None, check: bool = True) -> str:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), *args]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})}
+    )
     out = proc.stdout + proc.stderr
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n{out}")
@@ -121,11 +122,11 @@ def _jobs(dry_run: str) -> list[dict]:
         for line in block.splitlines():
             line = line.strip()
             if line.startswith("wildcards:"):
-                job["wildcards"] = dict(kv.split("=", 1) for kv in line[len("wildcards: "):].split(", "))
+                job["wildcards"] = dict(kv.split("=", 1) for kv in line[len("wildcards: ") :].split(", "))
             elif line.startswith("threads:"):
                 job["threads"] = int(line.split()[1])
             elif line.startswith("resources:"):
-                job["resources"] = dict(kv.split("=", 1) for kv in line[len("resources: "):].split(", "))
+                job["resources"] = dict(kv.split("=", 1) for kv in line[len("resources: ") :].split(", "))
         jobs.append(job)
     return jobs
 
@@ -165,12 +166,18 @@ def test_planned_resources_of_a_cpu_config(tmp_path):
     """fit.device cpu, run locally: no GPU slot, fit.cpu_threads threads (Snakemake threads,
     which the SLURM plugin turns into --cpus-per-task); mem_mb only under a memory limit (the
     only use a local run has for it), runtime not at all."""
-    cfg = {"datasets": {"Set12": {"images": ["01"], "gaussian": [25]}}, "methods": {"ours": {}},
-           "fit": {"device": "cpu", "cpu_threads": 4}}
+    cfg = {
+        "datasets": {"Set12": {"images": ["01"], "gaussian": [25]}},
+        "methods": {"ours": {}},
+        "fit": {"device": "cpu", "cpu_threads": 4},
+    }
     config = str(tmp_path / "config.yaml")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    fit = next(j for j in _jobs(_snakemake(tmp_path, "--configfile", config, "-n", "--cores", "8"))
-               if j["rule"] == "fit")
+    fit = next(
+        j
+        for j in _jobs(_snakemake(tmp_path, "--configfile", config, "-n", "--cores", "8"))
+        if j["rule"] == "fit"
+    )
     assert fit["threads"] == 4 and not {"gpu", "mem_mb", "runtime"} & set(fit["resources"])
     limit = ("--resources", "mem_mb=64000")
     limited = _jobs(_snakemake(tmp_path, "--configfile", config, "-n", "--cores", "8", *limit))
@@ -187,8 +194,14 @@ def test_auto_fits_ask_for_a_gpu_on_a_cluster(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     cfg = {"datasets": {"Set12": {"images": ["01"], "gaussian": [25]}}, "methods": {"ours": {}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    out = _snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n",
-                     "--workflow-profile", str(REPO / "profiles/slurm"))
+    out = _snakemake(
+        tmp_path,
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "-n",
+        "--workflow-profile",
+        str(REPO / "profiles/slurm"),
+    )
     jobs = _jobs(out)
     fit = next(j for j in jobs if j["rule"] == "fit")
     prepare = next(j for j in jobs if j["rule"] == "prepare_dataset")

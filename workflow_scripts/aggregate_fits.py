@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from dipkit.tables import concat_parquet
 from dipkit.script_context import script_context
+from dipkit.tables import concat_parquet
 
 with script_context(snakemake):
     concat_parquet(list(snakemake.input.rows), snakemake.output.fits)

@@ -11,7 +11,7 @@ from dipkit.fit_jobs import FitJob, IsnasFitJob, Runtime, run_fit_job, run_isnas
 from dipkit.script_context import script_context
 
 with script_context(snakemake):
-    if "search" in snakemake.input.keys():
+    if "search" in snakemake.input.keys():  # noqa: SIM118 -- `in` on a Namedlist tests its values
         run_isnas_fit_job(IsnasFitJob.from_rule(snakemake), Runtime.from_rule(snakemake))
     else:
         run_fit_job(FitJob.from_rule(snakemake), Runtime.from_rule(snakemake))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from dipkit.tables import write_paper_table
 from dipkit.script_context import script_context
+from dipkit.tables import write_paper_table
 
 with script_context(snakemake):
     write_paper_table(

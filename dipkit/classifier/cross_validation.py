@@ -169,10 +169,10 @@ class CVResult:
 
         return {
             "classes": list(self.classes),
-            "n_images": int(len(self.ids)),
+            "n_images": len(self.ids),
             "n_images_per_class": {str(c): int(n) for c, n in zip(self.classes, counts)},
             "n_multilabel_images": int((self.y_true.sum(axis=1) > 1).sum()),
-            "n_features": int(len(self.feature_names)),
+            "n_features": len(self.feature_names),
             "micro_auc": {
                 "mean": f(micro.mean()),
                 "std": f(micro.std()),

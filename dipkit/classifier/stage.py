@@ -131,7 +131,7 @@ def run_classifier(
     pred.loc[cv.ids] = cv.predicted()
     source.loc[cv.ids] = "oof"
     rest = df.index[source.isna()]
-    metrics["n_unlabelled_predicted"] = int(len(rest))
+    metrics["n_unlabelled_predicted"] = len(rest)
     if len(rest):
         model = fit_full(X, y, seed=seed, **pipeline_options)
         pred.loc[rest] = predict_widths(model, df.loc[rest, feats])

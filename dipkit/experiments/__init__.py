@@ -71,7 +71,9 @@ def run_summary(name, cfg, row_paths, trajectory_paths, prepared, outputs) -> No
     for ref in cfg["images"]:
         dataset, image = split_image(ref)
         images[(dataset, image)] = to_float(load_from_stack(prepared[dataset], f"clean/{image}"))
-    exp.summarize(ExperimentData(rows, traj, images), cfg, outputs["figure"], outputs["table_csv"], outputs["table_md"])
+    exp.summarize(
+        ExperimentData(rows, traj, images), cfg, outputs["figure"], outputs["table_csv"], outputs["table_md"]
+    )
 
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentData", "arm_spec", "run_summary", "split_image"]

@@ -108,8 +108,8 @@ def arm(name: str, architecture: str, *, label: str | None = None, **settings) -
 class ExperimentData:
     """What ``summarize`` gets: fit rows, trajectories and the prepared clean images."""
 
-    rows: "Any"  # pandas DataFrame, fits.parquet schema plus ``png`` (the denoised image's path)
-    trajectories: "Any"  # pandas DataFrame, trajectories.parquet schema
+    rows: Any  # pandas DataFrame, fits.parquet schema plus ``png`` (the denoised image's path)
+    trajectories: Any  # pandas DataFrame, trajectories.parquet schema
     images: dict[tuple[str, str], np.ndarray]  # (dataset, image) -> clean float [H, W, C]
 
 

@@ -24,8 +24,12 @@ def make_arms(opt):
         for w in opt["widths"]:
             for s in opt["skips"]:
                 arms[arm_name(d, w, s)] = arm(
-                    arm_name(d, w, s), "hourglass", levels=int(d), width=int(w),
-                    num_skips=int(d) if s else 0, skip_channels=4,
+                    arm_name(d, w, s),
+                    "hourglass",
+                    levels=int(d),
+                    width=int(w),
+                    num_skips=int(d) if s else 0,
+                    skip_channels=4,
                 )
     return arms
 
@@ -42,7 +46,11 @@ def summarize(data, cfg, figure, table_csv, table_md):
     opt = cfg["options"]
     rows = data.rows.copy()
     parts = rows.method.str.extract(r"d(\d+)_w(\d+)_(skip|noskip)")
-    rows["depth"], rows["width_"], rows["skips"] = parts[0].astype(int), parts[1].astype(int), parts[2] == "skip"
+    rows["depth"], rows["width_"], rows["skips"] = (
+        parts[0].astype(int),
+        parts[1].astype(int),
+        parts[2] == "skip",
+    )
     groups = list(dict.fromkeys(zip(rows.dataset, rows.image, rows.noise)))
     ncols = len(opt["skips"]) + 1
     fig, axes = plt.subplots(
@@ -61,8 +69,15 @@ def summarize(data, cfg, figure, table_csv, table_md):
             for (i, j), v in np.ndenumerate(grid):
                 if np.isfinite(v):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w")
-            ax.set(xticks=range(len(widths)), xticklabels=widths, yticks=range(len(depths)), yticklabels=depths,
-                   xlabel="width", ylabel="depth", title=f"{'skips' if skip else 'no skips'}")
+            ax.set(
+                xticks=range(len(widths)),
+                xticklabels=widths,
+                yticks=range(len(depths)),
+                yticklabels=depths,
+                xlabel="width",
+                ylabel="depth",
+                title=f"{'skips' if skip else 'no skips'}",
+            )
             if c == 0:
                 ax.set_ylabel(f"{image}, {noise}\ndepth", fontsize=9)
             fig.colorbar(im, ax=ax, fraction=0.046, label="SSIM")
@@ -73,25 +88,57 @@ def summarize(data, cfg, figure, table_csv, table_md):
                 ax.plot(x.width_, x.ssim_last, marker="o", label=f"depth {d}")
         ax.set_xscale("log", base=2)
         ax.minorticks_off()
-        ax.set(xticks=widths, xticklabels=widths, xlabel="width", ylabel="SSIM (last)", title="no skips: SSIM vs width")
+        ax.set(
+            xticks=widths,
+            xticklabels=widths,
+            xlabel="width",
+            ylabel="SSIM (last)",
+            title="no skips: SSIM vs width",
+        )
         ax.legend(fontsize=7)
     fig.suptitle("Fig. 5 / Fig. 10: depth x width x skip connections (last-iteration SSIM)")
     save_figure(fig, figure)
-    table = rows[["dataset", "image", "noise", "depth", "width_", "skips", "params", "psnr_last", "ssim_last",
-                  "psnr_peak", "psnr_peak_iteration"]].rename(columns={"width_": "width"})
+    table = rows[
+        [
+            "dataset",
+            "image",
+            "noise",
+            "depth",
+            "width_",
+            "skips",
+            "params",
+            "psnr_last",
+            "ssim_last",
+            "psnr_peak",
+            "psnr_peak_iteration",
+        ]
+    ].rename(columns={"width_": "width"})
     table = table.sort_values(["dataset", "image", "noise", "skips", "depth", "width"]).reset_index(drop=True)
-    notes = ("One row per fit. Paper Fig. 5: for shallow networks a larger width over-fits coarse images and "
-             "helps fine ones; deeper networks attenuate more and the width matters less (Fig. 10a).")
-    write_table(table, table_csv, table_md, "depth_width_skips (Fig. 5, Fig. 10)", notes,
-                {"psnr_last": 2, "ssim_last": 4, "psnr_peak": 2})
+    notes = (
+        "One row per fit. Paper Fig. 5: for shallow networks a larger width over-fits coarse images and "
+        "helps fine ones; deeper networks attenuate more and the width matters less (Fig. 10a)."
+    )
+    write_table(
+        table,
+        table_csv,
+        table_md,
+        "depth_width_skips (Fig. 5, Fig. 10)",
+        notes,
+        {"psnr_last": 2, "ssim_last": 4, "psnr_peak": 2},
+    )
 
 
 EXPERIMENT = Experiment(
     name="depth_width_skips",
     figure="Fig. 5, Fig. 10",
     description="hourglass depth 1-6 x width 32-256 x skip connections, sigma 25 and 50",
-    defaults={"images": [COARSE, FINE], "noise": ["gaussian25", "gaussian50"], "iterations": 3000, "crop": None,
-              "options": {"depths": [1, 2, 3, 4, 5, 6], "widths": [32, 64, 128, 256], "skips": [False, True]}},
+    defaults={
+        "images": [COARSE, FINE],
+        "noise": ["gaussian25", "gaussian50"],
+        "iterations": 3000,
+        "crop": None,
+        "options": {"depths": [1, 2, 3, 4, 5, 6], "widths": [32, 64, 128, 256], "skips": [False, True]},
+    },
     make_arms=make_arms,
     summarize=summarize,
 )

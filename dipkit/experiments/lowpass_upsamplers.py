@@ -63,8 +63,12 @@ def summarize(data, cfg, figure, table_csv, table_md):
             f, db = frequency_response_db(name, num=1025)
             ax.plot(f, db, label=name, color=colors[name])
     ax.axvline(0.5, color="grey", ls=":")
-    ax.set(ylim=(-120, 5), xlabel="frequency (1 = Nyquist of the upsampled signal)", ylabel="|H| (dB)",
-           title="frequency responses (from the taps)")
+    ax.set(
+        ylim=(-120, 5),
+        xlabel="frequency (1 = Nyquist of the upsampled signal)",
+        ylabel="|H| (dB)",
+        title="frequency responses (from the taps)",
+    )
     ax.legend(fontsize=8)
     curves = mean_curves(data.trajectories, ["dataset", "image", "method"])
     for ax, (dataset, image) in zip(axes[1:], images):
@@ -81,10 +85,12 @@ def summarize(data, cfg, figure, table_csv, table_md):
     table["stopband_db"] = table.method.map(stopband_db)
     order = {(d, i): k for k, (d, i) in enumerate(images)}
     table["paper_peak"] = [
-        PAPER_FIG4.get(m, ((None, None),) * 2)[min(order[(d, i)], 1)][0] for d, i, m in zip(table.dataset, table.image, table.method)
+        PAPER_FIG4.get(m, ((None, None),) * 2)[min(order[(d, i)], 1)][0]
+        for d, i, m in zip(table.dataset, table.image, table.method)
     ]
     table["paper_last"] = [
-        PAPER_FIG4.get(m, ((None, None),) * 2)[min(order[(d, i)], 1)][1] for d, i, m in zip(table.dataset, table.image, table.method)
+        PAPER_FIG4.get(m, ((None, None),) * 2)[min(order[(d, i)], 1)][1]
+        for d, i, m in zip(table.dataset, table.image, table.method)
     ]
     table = table.rename(columns={"method": "filter"})
     notes = (
@@ -93,16 +99,27 @@ def summarize(data, cfg, figure, table_csv, table_md):
         "from its taps. `paper_*`: Fig. 4 (right) for its coarse (first image here) and fine "
         "(second) image. L16/L17 are our Kaiser designs (not in the paper's code)."
     )
-    write_table(table.astype({"paper_peak": float, "paper_last": float}), table_csv, table_md,
-                "lowpass_upsamplers (Fig. 4, Table 1)", notes, {"peak_iteration": 0, "stopband_db": 1, "paper_peak": 1, "paper_last": 1})
+    write_table(
+        table.astype({"paper_peak": float, "paper_last": float}),
+        table_csv,
+        table_md,
+        "lowpass_upsamplers (Fig. 4, Table 1)",
+        notes,
+        {"peak_iteration": 0, "stopband_db": 1, "paper_peak": 1, "paper_last": 1},
+    )
 
 
 EXPERIMENT = Experiment(
     name="lowpass_upsamplers",
     figure="Fig. 4, Table 1",
     description="zero insertion + fixed FIR low-pass filters vs bilinear on the ConvDecoder",
-    defaults={"images": [COARSE, FINE], "noise": ["gaussian25"], "iterations": 5000, "crop": None,
-              "options": {"filters": FILTERS, "width": 128}},
+    defaults={
+        "images": [COARSE, FINE],
+        "noise": ["gaussian25"],
+        "iterations": 5000,
+        "crop": None,
+        "options": {"filters": FILTERS, "width": 128},
+    },
     make_arms=make_arms,
     summarize=summarize,
 )

@@ -17,8 +17,17 @@ UPSAMPLERS = {"patch_expand": "patch expanding (learnt)", "bilinear": "bilinear 
 
 def make_arms(opt):
     return {
-        up: arm(up, "swin_unet", upsample=up, embed_dim=int(opt["embed_dim"]), window=int(opt["window"]),
-                in_channels=32, input_scale=0.2, reg_noise_std=1 / 50, lr=float(opt["lr"]))
+        up: arm(
+            up,
+            "swin_unet",
+            upsample=up,
+            embed_dim=int(opt["embed_dim"]),
+            window=int(opt["window"]),
+            in_channels=32,
+            input_scale=0.2,
+            reg_noise_std=1 / 50,
+            lr=float(opt["lr"]),
+        )
         for up in UPSAMPLERS
     }
 
@@ -35,8 +44,13 @@ def summarize(data, cfg, figure, table_csv, table_md):
 
     images = list(dict.fromkeys(zip(data.rows.dataset, data.rows.image)))
     curves = mean_curves(data.trajectories, ["dataset", "image", "method"])
-    fig, axes = plt.subplots(len(images), 1 + len(UPSAMPLERS), figsize=(14, 3.8 * len(images)), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(images),
+        1 + len(UPSAMPLERS),
+        figsize=(14, 3.8 * len(images)),
+        squeeze=False,
+        constrained_layout=True,
+    )
     for r, (dataset, image) in enumerate(images):
         ax = axes[r][0]
         for up, label in UPSAMPLERS.items():
@@ -45,7 +59,9 @@ def summarize(data, cfg, figure, table_csv, table_md):
         ax.set(title=f"{image}", xlabel="iteration", ylabel="PSNR (dB)")
         ax.legend(fontsize=8)
         for c, up in enumerate(UPSAMPLERS, 1):
-            row = data.rows[(data.rows.dataset == dataset) & (data.rows.image == image) & (data.rows.method == up)]
+            row = data.rows[
+                (data.rows.dataset == dataset) & (data.rows.image == image) & (data.rows.method == up)
+            ]
             ax = axes[r][c]
             ax.axis("off")
             if len(row):
@@ -55,8 +71,10 @@ def summarize(data, cfg, figure, table_csv, table_md):
     fig.suptitle("Fig. 12: Swin-UNet DIP, learnt vs bilinear upsampling")
     save_figure(fig, figure)
     table = peak_table(data.rows, ["dataset", "image", "method"]).rename(columns={"method": "upsampling"})
-    notes = ("Mean peak/last PSNR of the smoothed output. Paper Fig. 12: with bilinear upsampling the "
-             "transformer denoises without the artefacts of learnt patch expansion.")
+    notes = (
+        "Mean peak/last PSNR of the smoothed output. Paper Fig. 12: with bilinear upsampling the "
+        "transformer denoises without the artefacts of learnt patch expansion."
+    )
     write_table(table, table_csv, table_md, "swin_unet (Fig. 12)", notes, {"peak_iteration": 0})
 
 
@@ -64,8 +82,13 @@ EXPERIMENT = Experiment(
     name="swin_unet",
     figure="Fig. 12",
     description="Swin-UNet DIP with patch expanding vs bilinear upsampling",
-    defaults={"images": [COARSE, FINE], "noise": ["gaussian25"], "iterations": 3000, "crop": None,
-              "options": {"embed_dim": 108, "window": 8, "lr": 8e-4}},
+    defaults={
+        "images": [COARSE, FINE],
+        "noise": ["gaussian25"],
+        "iterations": 3000,
+        "crop": None,
+        "options": {"embed_dim": 108, "window": 8, "lr": 8e-4},
+    },
     make_arms=make_arms,
     summarize=summarize,
 )

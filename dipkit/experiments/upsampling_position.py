@@ -16,8 +16,14 @@ from dipkit.figures import save_figure
 
 def make_arms(opt):
     return {
-        f"{pos}_x{f}": arm(f"{pos}_x{f}", "conv_decoder_position", position=pos, factor=int(f), width=int(opt["width"]),
-                           reg_noise_std=0.0)
+        f"{pos}_x{f}": arm(
+            f"{pos}_x{f}",
+            "conv_decoder_position",
+            position=pos,
+            factor=int(f),
+            width=int(opt["width"]),
+            reg_noise_std=0.0,
+        )
         for pos in opt["positions"]
         for f in opt["factors"]
     }
@@ -34,8 +40,13 @@ def summarize(data, cfg, figure, table_csv, table_md):
     opt = cfg["options"]
     images = list(dict.fromkeys(zip(data.rows.dataset, data.rows.image)))
     curves = mean_curves(data.trajectories, ["dataset", "image", "method"])
-    fig, axes = plt.subplots(len(images), len(opt["positions"]), figsize=(5.5 * len(opt["positions"]), 3.8 * len(images)),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(images),
+        len(opt["positions"]),
+        figsize=(5.5 * len(opt["positions"]), 3.8 * len(images)),
+        squeeze=False,
+        constrained_layout=True,
+    )
     for r, (dataset, image) in enumerate(images):
         for c, pos in enumerate(opt["positions"]):
             ax = axes[r][c]
@@ -43,8 +54,11 @@ def summarize(data, cfg, figure, table_csv, table_md):
                 key = (dataset, image, f"{pos}_x{f}")
                 if key in curves:
                     ax.plot(*curves[key], label=f"x{f}", color=f"C{k}")
-            ax.set(title=f"{image}: upsampling next to the {'input' if pos == 'first' else 'output'}",
-                   xlabel="iteration", ylabel="PSNR (dB)")
+            ax.set(
+                title=f"{image}: upsampling next to the {'input' if pos == 'first' else 'output'}",
+                xlabel="iteration",
+                ylabel="PSNR (dB)",
+            )
             ax.legend(fontsize=8)
     fig.suptitle("Fig. 6: position and factor of the upsampling")
     save_figure(fig, figure)
@@ -52,9 +66,11 @@ def summarize(data, cfg, figure, table_csv, table_md):
     parts = table.method.str.extract(r"(first|last)_x(\d+)")
     table.insert(3, "position", parts[0].map({"first": "input", "last": "output"}))
     table.insert(4, "factor", parts[1].astype(int))
-    notes = ("Mean peak/last PSNR of the smoothed output, median iteration of the peak, and the drop from "
-             "peak to last (noise fitting). Paper Fig. 6: next to the input -> over-fitting at any factor; next "
-             "to the output -> large factors over-smooth (low peak, no drop).")
+    notes = (
+        "Mean peak/last PSNR of the smoothed output, median iteration of the peak, and the drop from "
+        "peak to last (noise fitting). Paper Fig. 6: next to the input -> over-fitting at any factor; next "
+        "to the output -> large factors over-smooth (low peak, no drop)."
+    )
     write_table(table, table_csv, table_md, "upsampling_position (Fig. 6)", notes, {"peak_iteration": 0})
 
 
@@ -62,8 +78,13 @@ EXPERIMENT = Experiment(
     name="upsampling_position",
     figure="Fig. 6",
     description="one upsampler next to the input or the output, factors 2-32",
-    defaults={"images": [COARSE, FINE], "noise": ["gaussian25"], "iterations": 3000, "crop": None,
-              "options": {"positions": ["first", "last"], "factors": [2, 4, 8, 16, 32], "width": 128}},
+    defaults={
+        "images": [COARSE, FINE],
+        "noise": ["gaussian25"],
+        "iterations": 3000,
+        "crop": None,
+        "options": {"positions": ["first", "last"], "factors": [2, 4, 8, 16, 32], "width": 128},
+    },
     make_arms=make_arms,
     summarize=summarize,
 )

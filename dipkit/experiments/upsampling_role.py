@@ -36,7 +36,10 @@ def make_arms(opt):
 
 def _label(name):
     _, up, n = name.split("_")
-    return f"{n} layers " + {"transposed": "w. transposed conv.", "bilinear": "w. bilinear up.", "none": "w/o upsampling"}[up]
+    return (
+        f"{n} layers "
+        + {"transposed": "w. transposed conv.", "bilinear": "w. bilinear up.", "none": "w/o upsampling"}[up]
+    )
 
 
 def summarize(data, cfg, figure, table_csv, table_md):
@@ -77,8 +80,13 @@ EXPERIMENT = Experiment(
     name="upsampling_role",
     figure="Fig. 3",
     description="MLP-/ConvDecoder with transposed, bilinear or no upsampling",
-    defaults={"images": [COARSE], "noise": ["gaussian25"], "iterations": 3000, "crop": None,
-              "options": {"width": 128, "exp_weight": 0.0, "lr": 0.01}},
+    defaults={
+        "images": [COARSE],
+        "noise": ["gaussian25"],
+        "iterations": 3000,
+        "crop": None,
+        "options": {"width": 128, "exp_weight": 0.0, "lr": 0.01},
+    },
     make_arms=make_arms,
     summarize=summarize,
 )

@@ -89,7 +89,9 @@ def fit_batch(
     tune_host_allocator()
     device = noisy[0].device
     with backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32):
-        return _fit_batch(nets, zs, noisy, clean, settings, seeds, device, progress, tuple(step_hooks), noise_sigma)
+        return _fit_batch(
+            nets, zs, noisy, clean, settings, seeds, device, progress, tuple(step_hooks), noise_sigma
+        )
 
 
 class _BatchStep:
@@ -186,10 +188,28 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=(), noi
     def monitor_hook(t: StepTensors) -> None:
         monitor.update(t.output[:, 0], t.average[:, 0])
 
-    step = _BatchStep(forward, params, buffers, optimizer, z, y, x, n=n, std=std, w=w, generators=gens,
-                      hooks=(monitor_hook, *hooks))
-    runner = StepRunner(step, device=device, generators=gens, optimizer=optimizer, mode=s.cuda_graphs,
-                        reason=eager_reason(s.cuda_graphs, device, iterations=n))
+    step = _BatchStep(
+        forward,
+        params,
+        buffers,
+        optimizer,
+        z,
+        y,
+        x,
+        n=n,
+        std=std,
+        w=w,
+        generators=gens,
+        hooks=(monitor_hook, *hooks),
+    )
+    runner = StepRunner(
+        step,
+        device=device,
+        generators=gens,
+        optimizer=optimizer,
+        mode=s.cuda_graphs,
+        reason=eager_reason(s.cuda_graphs, device, iterations=n),
+    )
     ssim_iters = ssim_iterations(n, s.ssim_every) if x is not None else []
     ssim_slot = {i: j for j, i in enumerate(ssim_iters)}
     ssim_vals = torch.full((len(ssim_iters), len(nets)), math.nan, dtype=torch.float64, device=device)
@@ -235,9 +255,23 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=(), noi
     results = []
     for j in range(len(nets)):
         truth = None if x is None else x[j]
-        results.append(_fit_result(host[:, j], ssim_iters, ssim_host[:, j], final[j], y[j], truth, s, int(seeds[j]),
-                                   wall=wall, device=device, peak=peak, cuda_graph=runner.captured,
-                                   monitor=(monitor, j)))
+        results.append(
+            _fit_result(
+                host[:, j],
+                ssim_iters,
+                ssim_host[:, j],
+                final[j],
+                y[j],
+                truth,
+                s,
+                int(seeds[j]),
+                wall=wall,
+                device=device,
+                peak=peak,
+                cuda_graph=runner.captured,
+                monitor=(monitor, j),
+            )
+        )
     return results
 
 

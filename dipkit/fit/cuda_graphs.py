@@ -167,8 +167,7 @@ class StepRunner:
         self.reason, self.side = reason, None
         if self.mode == "on":
             raise ValueError(
-                f"fit.cuda_graphs is 'on' but {reason}; set fit.cuda_graphs to auto to run "
-                f"such fits eagerly"
+                f"fit.cuda_graphs is 'on' but {reason}; set fit.cuda_graphs to auto to run such fits eagerly"
             ) from err
         log_eager(reason)
 
@@ -199,7 +198,7 @@ class StepRunner:
                 graph.register_generator_state(g)
             with torch.cuda.graph(graph, stream=self.side):
                 self.step(False)
-        except Exception as err:  # noqa: BLE001 - any failure of the capture falls back
+        except Exception as err:
             torch.cuda.set_stream(current)
             torch.cuda.synchronize(self.device)
             for k, state in enumerate(states):

@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -46,17 +46,13 @@ def select_device(preference: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     match = _CUDA_RE.match(pref)
     if match is None:
-        raise ValueError(
-            f"unknown device {preference!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        )
+        raise ValueError(f"unknown device {preference!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if not torch.cuda.is_available():
         raise ValueError(f"device {preference!r} requested, but CUDA is not available here")
     count = torch.cuda.device_count()
     index = torch.cuda.current_device() if match.group(1) is None else int(match.group(1))
     if index >= count:
-        raise ValueError(
-            f"device {preference!r} requested, but only {count} CUDA device(s) are visible"
-        )
+        raise ValueError(f"device {preference!r} requested, but only {count} CUDA device(s) are visible")
     return torch.device("cuda", index)
 
 
@@ -93,7 +89,7 @@ def tune_host_allocator() -> str:
 
         try:
             libc = ctypes.CDLL(None)
-            libc.gnu_get_libc_version  # glibc only
+            libc.gnu_get_libc_version  # noqa: B018 -- raises AttributeError off glibc
             if libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1:
                 _allocator_state = "tuned"
         except (OSError, AttributeError):

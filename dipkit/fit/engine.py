@@ -166,11 +166,20 @@ class _Snapshot:
 
     @staticmethod
     def _copy_state(src: dict, dst: dict | None) -> dict:
-        if dst is not None and dst.keys() == src.keys() and all(
-            (torch.is_tensor(v) and torch.is_tensor(dst[k]) and dst[k].shape == v.shape
-             and dst[k].dtype == v.dtype and dst[k].device == v.device)
-            or not torch.is_tensor(v)
-            for k, v in src.items()
+        if (
+            dst is not None
+            and dst.keys() == src.keys()
+            and all(
+                (
+                    torch.is_tensor(v)
+                    and torch.is_tensor(dst[k])
+                    and dst[k].shape == v.shape
+                    and dst[k].dtype == v.dtype
+                    and dst[k].device == v.device
+                )
+                or not torch.is_tensor(v)
+                for k, v in src.items()
+            )
         ):
             for k, v in src.items():
                 if torch.is_tensor(v):
@@ -214,9 +223,7 @@ def _check_inputs(z: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor | No
     tensors = {"z": z, "noisy": noisy}
     if clean is not None:
         if clean.shape != noisy.shape:
-            raise ValueError(
-                f"clean {tuple(clean.shape)} and noisy {tuple(noisy.shape)} shapes differ"
-            )
+            raise ValueError(f"clean {tuple(clean.shape)} and noisy {tuple(noisy.shape)} shapes differ")
         tensors["clean"] = clean
     for name, t in tensors.items():
         if not t.is_floating_point():
@@ -281,9 +288,24 @@ def fit(
         device = torch.device("cuda", torch.cuda.current_device())
     cuda_ctx = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     layout = resolve_cpu_layout(net, settings.cpu_layout) if device.type == "cpu" else "nchw"
-    with cuda_ctx, backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32), \
-            _network_layout(net, layout):
-        return _fit(net, z, noisy, clean, settings, int(seed), progress, device, layout, tuple(step_hooks), noise_sigma)
+    with (
+        cuda_ctx,
+        backend_flags(device, deterministic=settings.deterministic, tf32=settings.tf32),
+        _network_layout(net, layout),
+    ):
+        return _fit(
+            net,
+            z,
+            noisy,
+            clean,
+            settings,
+            int(seed),
+            progress,
+            device,
+            layout,
+            tuple(step_hooks),
+            noise_sigma,
+        )
 
 
 def resolve_cpu_layout(net: nn.Module, setting: str = "auto") -> str:
@@ -346,13 +368,31 @@ def _fit(
     def monitor_hook(t: StepTensors) -> None:
         monitor.update(t.output, t.average)
 
-    step = TrainStep(forward, optimizer, z, noisy, clean, n=n, reg_noise_std=s.reg_noise_std, exp_weight=w,
-                     generators=generators, amp=amp, channels_last=layout == "channels_last",
-                     hooks=(monitor_hook, *hooks))
-    reason = eager_reason(s.cuda_graphs, device, iterations=n, backtracking=s.backtracking, compile=s.compile,
-                          autocast=s.autocast)
-    runner = StepRunner(step, device=device, generators=generators, optimizer=optimizer, mode=s.cuda_graphs,
-                        reason=reason)
+    step = TrainStep(
+        forward,
+        optimizer,
+        z,
+        noisy,
+        clean,
+        n=n,
+        reg_noise_std=s.reg_noise_std,
+        exp_weight=w,
+        generators=generators,
+        amp=amp,
+        channels_last=layout == "channels_last",
+        hooks=(monitor_hook, *hooks),
+    )
+    reason = eager_reason(
+        s.cuda_graphs,
+        device,
+        iterations=n,
+        backtracking=s.backtracking,
+        compile=s.compile,
+        autocast=s.autocast,
+    )
+    runner = StepRunner(
+        step, device=device, generators=generators, optimizer=optimizer, mode=s.cuda_graphs, reason=reason
+    )
 
     # SSIM of the moving average: on the device, between steps, fetched once after the loop
     ssim_iters = ssim_iterations(n, s.ssim_every) if clean is not None else []
@@ -433,9 +473,20 @@ def _fit(
 
     kept = [j for j, k in enumerate(ssim_iters) if k <= done]
     return _fit_result(
-        rec_host, [ssim_iters[j] for j in kept], ssim_vals.cpu().numpy()[kept], final, noisy, clean, s, seed,
-        wall=wall, device=device, peak=(peak_bytes, peak_kind), backtrack_iters=backtrack_iters,
-        cuda_graph=runner.captured, monitor=(monitor, 0),
+        rec_host,
+        [ssim_iters[j] for j in kept],
+        ssim_vals.cpu().numpy()[kept],
+        final,
+        noisy,
+        clean,
+        s,
+        seed,
+        wall=wall,
+        device=device,
+        peak=(peak_bytes, peak_kind),
+        backtrack_iters=backtrack_iters,
+        cuda_graph=runner.captured,
+        monitor=(monitor, 0),
     )
 
 

@@ -156,33 +156,56 @@ class FitSettings:
             if not cond:
                 raise ValueError(f"FitSettings: {what}")
 
-        need(_is_int(self.iterations) and self.iterations >= 1,
-             f"iterations must be an int >= 1, got {self.iterations!r}")
+        need(
+            _is_int(self.iterations) and self.iterations >= 1,
+            f"iterations must be an int >= 1, got {self.iterations!r}",
+        )
         need(math.isfinite(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr!r}")
-        need(math.isfinite(self.reg_noise_std) and self.reg_noise_std >= 0,
-             f"reg_noise_std must be >= 0, got {self.reg_noise_std!r}")
+        need(
+            math.isfinite(self.reg_noise_std) and self.reg_noise_std >= 0,
+            f"reg_noise_std must be >= 0, got {self.reg_noise_std!r}",
+        )
         need(0.0 <= self.exp_weight < 1.0, f"exp_weight must be in [0, 1), got {self.exp_weight!r}")
-        need(_is_int(self.ssim_every) and self.ssim_every >= 0,
-             f"ssim_every must be an int >= 0, got {self.ssim_every!r}")
+        need(
+            _is_int(self.ssim_every) and self.ssim_every >= 0,
+            f"ssim_every must be an int >= 0, got {self.ssim_every!r}",
+        )
         need(self.ssim_data_range > 0, f"ssim_data_range must be > 0, got {self.ssim_data_range!r}")
-        need(_is_int(self.divergence_check_every) and self.divergence_check_every >= 0,
-             f"divergence_check_every must be an int >= 0, got {self.divergence_check_every!r}")
-        need(_is_int(self.backtrack_period) and self.backtrack_period >= 1,
-             f"backtrack_period must be an int >= 1, got {self.backtrack_period!r}")
-        need(self.autocast in AUTOCAST_MODES,
-             f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {self.autocast!r}")
-        need(self.compile in COMPILE_MODES,
-             f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
-        need(self.cpu_layout in CPU_LAYOUTS,
-             f"cpu_layout must be one of {', '.join(CPU_LAYOUTS)}, got {self.cpu_layout!r}")
-        need(self.cuda_graphs in CUDA_GRAPH_MODES,
-             f"cuda_graphs must be one of {', '.join(CUDA_GRAPH_MODES)}, got {self.cuda_graphs!r}")
-        need(self.early_stop in EARLY_STOP_CHOICES,
-             f"early_stop must be one of {', '.join(EARLY_STOP_CHOICES)}, got {self.early_stop!r}")
-        need(_is_int(self.early_stop_poll) and self.early_stop_poll >= 0,
-             f"early_stop_poll must be an int >= 0, got {self.early_stop_poll!r}")
-        need(self.early_stop_poll == 0 or self.early_stop != "off",
-             "early_stop_poll needs an early_stop rule")
+        need(
+            _is_int(self.divergence_check_every) and self.divergence_check_every >= 0,
+            f"divergence_check_every must be an int >= 0, got {self.divergence_check_every!r}",
+        )
+        need(
+            _is_int(self.backtrack_period) and self.backtrack_period >= 1,
+            f"backtrack_period must be an int >= 1, got {self.backtrack_period!r}",
+        )
+        need(
+            self.autocast in AUTOCAST_MODES,
+            f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {self.autocast!r}",
+        )
+        need(
+            self.compile in COMPILE_MODES,
+            f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}",
+        )
+        need(
+            self.cpu_layout in CPU_LAYOUTS,
+            f"cpu_layout must be one of {', '.join(CPU_LAYOUTS)}, got {self.cpu_layout!r}",
+        )
+        need(
+            self.cuda_graphs in CUDA_GRAPH_MODES,
+            f"cuda_graphs must be one of {', '.join(CUDA_GRAPH_MODES)}, got {self.cuda_graphs!r}",
+        )
+        need(
+            self.early_stop in EARLY_STOP_CHOICES,
+            f"early_stop must be one of {', '.join(EARLY_STOP_CHOICES)}, got {self.early_stop!r}",
+        )
+        need(
+            _is_int(self.early_stop_poll) and self.early_stop_poll >= 0,
+            f"early_stop_poll must be an int >= 0, got {self.early_stop_poll!r}",
+        )
+        need(
+            self.early_stop_poll == 0 or self.early_stop != "off", "early_stop_poll needs an early_stop rule"
+        )
         need(isinstance(self.stop_params, StopParams), "stop_params must be a StopParams")
         need(self.backtrack_drop_db > 0, f"backtrack_drop_db must be > 0, got {self.backtrack_drop_db!r}")
 

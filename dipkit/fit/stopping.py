@@ -264,8 +264,9 @@ class StopMonitor:
         """Whether ``rule`` has fired for every fit (reads one flag: one host synchronisation)."""
         return bool((self.fired[_rule_index(rule)] > 0).all())
 
-    def result(self, final: torch.Tensor, clean: torch.Tensor | None = None, fit: int = 0
-               ) -> dict[str, StopRecord]:
+    def result(
+        self, final: torch.Tensor, clean: torch.Tensor | None = None, fit: int = 0
+    ) -> dict[str, StopRecord]:
         """Every rule's record for fit ``fit`` (the state is read from the device once).
 
         :param final: that fit's final output ``[1, C, H, W]`` (what a rule that never fired
@@ -280,8 +281,13 @@ class StopMonitor:
         for r, rule in enumerate(STOP_RULES):
             hit = bool(fired[r] > 0)
             img = self.kept[r, fit].unsqueeze(0) if hit else final
-            rec = StopRecord(rule, hit, int(fired[r]) if hit else None, int(kept_t[r]) if hit else done,
-                             img.detach().to("cpu", torch.float32).contiguous())
+            rec = StopRecord(
+                rule,
+                hit,
+                int(fired[r]) if hit else None,
+                int(kept_t[r]) if hit else done,
+                img.detach().to("cpu", torch.float32).contiguous(),
+            )
             if clean is not None:
                 rec.psnr = float(fm.psnr(img, clean, 1.0)[0])
                 rec.ssim = float(fm.ssim(img, clean, 1.0)[0])

@@ -17,9 +17,7 @@ from dipkit.noise import NoiseSpec
 #: Poisson zeta 0.2. Our choices where the code is silent (marked in README, *Methods*):
 #: Gaussian sigma <= 25 -> 1/30, above -> 1/20; Poisson zeta 0.01 (about 23 dB noisy PSNR)
 #: -> 1/30, zeta >= 0.1 (about 14 dB, like sigma 50) -> 1/20; real noise (PolyU, ~36 dB) -> 1/30.
-PAPER_REG_NOISE = MappingProxyType(
-    {"gaussian25": 1 / 30, "gaussian50": 1 / 20, "poisson0.2": 1 / 20}
-)
+PAPER_REG_NOISE = MappingProxyType({"gaussian25": 1 / 30, "gaussian50": 1 / 20, "poisson0.2": 1 / 20})
 
 
 def default_reg_noise(noise_id: str) -> float:
@@ -97,7 +95,16 @@ class Method:
         ``width`` is ``"labels"``, ``"predicted"`` or a fixed number.
         """
         overrides = dict(overrides or {})
-        allowed = {"arch_options", "reg_noise_std", "input_scale", "iterations", "lr", "exp_weight", "width", "noise"}
+        allowed = {
+            "arch_options",
+            "reg_noise_std",
+            "input_scale",
+            "iterations",
+            "lr",
+            "exp_weight",
+            "width",
+            "noise",
+        }
         if self.kind == "isnas":
             allowed.add("search")
         unknown = set(overrides) - allowed
@@ -110,7 +117,9 @@ class Method:
         if "search" in overrides:
             unknown = set(overrides["search"] or {}) - set(self.search)
             if unknown:
-                raise ValueError(f"methods.{self.name}.search: unknown keys {sorted(unknown)}; allowed: {sorted(self.search)}")
+                raise ValueError(
+                    f"methods.{self.name}.search: unknown keys {sorted(unknown)}; allowed: {sorted(self.search)}"
+                )
             overrides["search"] = MappingProxyType({**self.search, **(overrides["search"] or {})})
         if overrides.get("noise") is not None:
             overrides["noise"] = tuple(overrides["noise"])

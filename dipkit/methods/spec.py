@@ -34,7 +34,9 @@ FIT_DEFAULTS: dict[str, Any] = {
 }
 
 
-def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: Mapping[str, Any] | None = None) -> dict:
+def fit_spec(
+    method: Method, dataset: str, image: str, noise_id: str, fit_cfg: Mapping[str, Any] | None = None
+) -> dict:
     """The fit spec of ``method`` on one image (see module docstring)."""
     cfg = {**FIT_DEFAULTS, **(fit_cfg or {})}
     arch = dict(method.arch_options)
@@ -47,7 +49,11 @@ def fit_spec(method: Method, dataset: str, image: str, noise_id: str, fit_cfg: M
         width_source = "fixed" if "width" in arch else "preset"
     dip = method.kind != "classical"
     stopping = {**FIT_DEFAULTS["stopping"], **(cfg.get("stopping") or {})}
-    iterations = method.iterations if cfg["iterations"] is None or method.kind == "classical" else int(cfg["iterations"])
+    iterations = (
+        method.iterations
+        if cfg["iterations"] is None or method.kind == "classical"
+        else int(cfg["iterations"])
+    )
     return {
         "method": method.name,
         "kind": method.kind,

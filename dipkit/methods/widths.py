@@ -12,7 +12,7 @@ fallback. The source of every width is recorded in the results (``width_source``
 from __future__ import annotations
 
 import csv
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -30,7 +30,7 @@ def _image_id(source_dataset: str, filename: str, cbsd_names: dict[str, str]) ->
     raise ValueError(f"unknown source dataset {source_dataset!r} in the Texture-DIP labels")
 
 
-@lru_cache(maxsize=None)
+@cache
 def texture_labels() -> dict[str, dict[tuple[str, str], tuple[int, ...]]]:
     """``{variant: {(dataset, image id): sorted widths}}`` for NoRepeat and wRepeat."""
     with open(DATA / "cbsd68_index_names.csv", newline="") as fh:

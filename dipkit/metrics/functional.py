@@ -110,11 +110,9 @@ def ssim(
     _check_pair(pred, target, ndim=4)
     if win_size < 1 or win_size % 2 != 1:
         raise ValueError(f"win_size must be odd and positive, got {win_size}")
-    b, c, h, w = pred.shape
+    _, c, h, w = pred.shape
     if h < win_size or w < win_size:
-        raise ValueError(
-            f"image of {h}x{w} pixels is smaller than the {win_size}x{win_size} SSIM window"
-        )
+        raise ValueError(f"image of {h}x{w} pixels is smaller than the {win_size}x{win_size} SSIM window")
     x = pred.to(torch.float64)
     y = target.to(torch.float64)
     # [B, 5C, H, W] -> window means [B, 5C, H - win + 1, W - win + 1] (valid region only)

@@ -35,9 +35,9 @@ from .upsample import make_upsampler
 
 __all__ = [
     "ARCHITECTURES",
+    "FILTER_TAPS",
     "ArchitectureSpec",
     "DIPNetwork",
-    "FILTER_TAPS",
     "NASArchitecture",
     "UpsampleCell",
     "build_model",

@@ -52,15 +52,15 @@ from .upsample import fir_min_input_size, make_upsampler, resolve_upsample_mode
 
 __all__ = [
     "Decoder",
-    "build_decoder",
-    "build_deep_decoder",
     "build_conv_decoder",
     "build_conv_decoder_after",
     "build_conv_decoder_lpf",
     "build_conv_decoder_position",
-    "position_input_size",
-    "decoder_hidden_sizes",
+    "build_decoder",
+    "build_deep_decoder",
     "decoder_geometry",
+    "decoder_hidden_sizes",
+    "position_input_size",
 ]
 
 

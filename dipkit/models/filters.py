@@ -46,14 +46,14 @@ from types import MappingProxyType
 import numpy as np
 
 __all__ = [
-    "FILTER_TAPS",
     "FILTER_DESIGNS",
+    "FILTER_TAPS",
     "PAPER_FILTERS",
     "filter_names",
-    "resolve_filter_name",
-    "get_filter_taps",
     "frequency_response",
     "frequency_response_db",
+    "get_filter_taps",
+    "resolve_filter_name",
 ]
 
 
@@ -80,7 +80,9 @@ FILTER_TAPS: MappingProxyType = MappingProxyType(
         # ours: Kaiser-window half-band designs continuing Table 1's series L14 < L15 < L16 < L17
         # in stop-band attenuation (38 dB and 49 dB; passband within 0.03 dB up to f = 0.25)
         "L16": _mirror([0.025465903151, 0.0, -0.078773478861, 0.0, 0.305744155964, 0.495126839494]),
-        "L17": _mirror([-0.004106852963, 0.0, 0.023568069582, 0.0, -0.076397017012, 0.0, 0.307107782974, 0.499656034838]),
+        "L17": _mirror(
+            [-0.004106852963, 0.0, 0.023568069582, 0.0, -0.076397017012, 0.0, 0.307107782974, 0.499656034838]
+        ),
         # upstream-only filters (not in the paper)
         "LPF3": _mirror([-0.1070, 0.0000, 0.3389, 0.5360]),
         "LPF4": _mirror(

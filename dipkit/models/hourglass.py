@@ -48,17 +48,17 @@ from torch import nn
 
 from dipkit.architectures import canonical_activation, canonical_padding, check_downsampled_size
 
+from .filters import FILTER_TAPS
 from .layers import (
-    DIPNetwork,
     Concat,
+    DIPNetwork,
     make_activation,
     make_conv,
     make_norm,
 )
 from .upsample import fir_min_input_size, make_upsampler, resolve_upsample_mode
-from .filters import FILTER_TAPS
 
-__all__ = ["Hourglass", "build_hourglass", "hourglass_channels", "check_hourglass_size"]
+__all__ = ["Hourglass", "build_hourglass", "check_hourglass_size", "hourglass_channels"]
 
 
 def _per_level(value, levels: int, what: str) -> list:
@@ -90,9 +90,8 @@ def hourglass_channels(
     levels = int(levels)
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
-    if channels_down is None or channels_up is None:
-        if width is None or int(width) < 1:
-            raise ValueError(f"width must be a positive int, got {width!r}")
+    if (channels_down is None or channels_up is None) and (width is None or int(width) < 1):
+        raise ValueError(f"width must be a positive int, got {width!r}")
     down = [int(c) for c in (channels_down if channels_down is not None else [width] * levels)]
     up = [int(c) for c in (channels_up if channels_up is not None else [width] * levels)]
     if len(down) != levels or len(up) != levels:

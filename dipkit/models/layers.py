@@ -21,11 +21,11 @@ from torch import nn
 from dipkit.architectures import canonical_activation, canonical_padding
 
 __all__ = [
+    "Concat",
+    "DIPNetwork",
     "make_activation",
     "make_conv",
     "make_norm",
-    "Concat",
-    "DIPNetwork",
 ]
 
 

@@ -50,12 +50,12 @@ from .nas_dip import build_nas_dip, check_nas_dip_size
 from .swin_unet import build_swin_unet, resolve_swin_options, swin_unet_geometry
 
 __all__ = [
-    "ArchitectureSpec",
     "ARCHITECTURES",
+    "ArchitectureSpec",
     "build_model",
-    "validate_image_size",
-    "get_input_shape",
     "count_parameters",
+    "get_input_shape",
+    "validate_image_size",
 ]
 
 

@@ -104,12 +104,12 @@ from .layers import DIPNetwork, make_norm
 
 __all__ = [
     "SWIN_UPSAMPLERS",
-    "SwinUNet",
     "SwinBlock",
+    "SwinUNet",
     "WindowAttention",
     "build_swin_unet",
-    "swin_unet_geometry",
     "shifted_window_mask",
+    "swin_unet_geometry",
 ]
 
 #: accepted values of the ``upsample`` option

@@ -52,10 +52,10 @@ __all__ = [
     "UPSAMPLE_MODES",
     "FIRUpsample2d",
     "TransposedUpsample2d",
-    "zero_insert",
-    "resolve_upsample_mode",
-    "make_upsampler",
     "fir_min_input_size",
+    "make_upsampler",
+    "resolve_upsample_mode",
+    "zero_insert",
 ]
 
 #: ``nn.Upsample`` interpolation modes supported by name.
