@@ -238,7 +238,8 @@ def _closure(requirements: list[str]) -> dict[str, md.Distribution]:
 
 def _make_env(root: Path, requirements: list[str]) -> Path:
     """A virtual environment at ``root`` that sees only the distributions of ``requirements``
-    (symlinked into a folder its ``.pth`` file names), with their console scripts."""
+    (symlinked into a folder its ``.pth`` file names), with their console scripts and native
+    executables."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     view = root / "view"
     view.mkdir()
@@ -260,6 +261,12 @@ def _make_env(root: Path, requirements: list[str]) -> Path:
                 "sys.exit(obj())\n"
             )
             script.chmod(0o755)
+        for file in dist.files or []:  # native executables a wheel installs (ruff), linked as they are
+            path = Path(dist.locate_file(file)).resolve()
+            if Path(file).parent.name == "bin" and path.is_file() and not (root / "bin" / path.name).exists():
+                with path.open("rb") as fh:
+                    if fh.read(4) == b"\x7fELF":
+                        (root / "bin" / path.name).symlink_to(path)
     return root
 
 

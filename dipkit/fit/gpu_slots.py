@@ -33,8 +33,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
 
 def _gpu_ids(n_devices: int) -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -115,6 +113,8 @@ def device_for_job(preference: str = "auto", fits_per_gpu: int = 1) -> Iterator[
     With one GPU no lock is needed: ``--resources gpu=`` alone caps the fits sharing it.
     """
     if preference == "auto":
+        import torch  # here only: the rest of this module is standard library, loaded by path by tests
+
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n > 1:
             with claim_gpu(n, fits_per_gpu=fits_per_gpu) as index:
