@@ -146,6 +146,17 @@ COMMANDS = {
     "--out docs/reproduced": ArgsOnly("dev"),
     "python benchmarks/wheelhouse.py prepare": ArgsOnly("dev"),
     "python benchmarks/wheelhouse.py check": ArgsOnly("dev"),
+    # docs/early-stopping.md: the study (hours of fits: parsed; tests/test_early_stopping_study.py runs it small)
+    "python benchmarks/early_stopping.py run --out docs/early-stopping/fits.csv --methods ours --sizes 128 "
+    "--sigmas 25 --signals results/early_stopping/signals": ArgsOnly("dev"),
+    "python benchmarks/early_stopping.py summary docs/early-stopping/fits.csv --out docs/early-stopping/summary.csv": (
+        ArgsOnly("dev")
+    ),
+    "python benchmarks/early_stopping.py tune results/early_stopping/signals --factor 1.4 1.5 1.6": ArgsOnly(
+        "dev"
+    ),
+    "python benchmarks/early_stopping.py run --out docs/early-stopping/fits.csv --device cuda --workers 4 "
+    "--sizes 128 256 512 --signals results/early_stopping/signals": ArgsOnly("dev"),
     "DEVICE=cpu QUICK=1 PYTHON=/tmp/dipkit-hostlike/venv/bin/python WHEELS=/tmp/dipkit-hostlike/whl "
     "OUT=/tmp/rehearsal bash benchmarks/paper_scale.sh table2": ShellScript("dev"),
 }
