@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -93,19 +92,12 @@ def device_name(device: str) -> str:
     import torch
 
     from dipkit.fit import select_device
+    from dipkit.fit.device import cpu_model
 
     dev = select_device(device)
     if dev.type == "cuda":
         return f"{torch.cuda.get_device_name(dev)}"
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def fit_cell(task: dict) -> dict:

@@ -44,7 +44,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -77,15 +76,9 @@ def machine_name(device: str) -> str:
 
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores (torch {torch.__version__})"
+    from dipkit.fit.device import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores (torch {torch.__version__})"
 
 
 def resolve_device(name: str) -> str:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
 from dipkit.fit.settings import FitOutOfMemoryError
 
 __all__ = [
+    "cpu_model",
     "describe_device",
     "explain_out_of_memory",
     "is_out_of_memory",
@@ -110,6 +113,18 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{device.index} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the platform's processor or
+    machine type: how the measurement scripts name a CPU beside their results."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def synchronize(device: torch.device) -> None:
