@@ -31,24 +31,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _snakemake_args(repo: Path, work: str, configfile: str) -> list[str]:
+    """``-m snakemake`` and a dry run of ``repo``'s Snakefile in ``work`` with ``configfile``."""
+    return ["-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", work, "--configfile", configfile, "-n"]
+
+
 def dry_run(repo: Path, work: str, configfile: str, *extra: str) -> tuple[float, float, str]:
     """One ``snakemake -n`` of ``repo``'s Snakefile: (wall s, CPU s of the process, output)."""
     before = os.times()
     start = time.perf_counter()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(repo / "Snakefile"),
-            "-d",
-            work,
-            "--configfile",
-            configfile,
-            "-n",
-            *extra,
-        ],
+        [sys.executable, *_snakemake_args(repo, work, configfile), *extra],
         capture_output=True,
         text=True,
         check=False,
@@ -74,15 +67,7 @@ def function_calls(repo: Path, work: str, configfile: str) -> int:
                 "cProfile",
                 "-o",
                 prof,
-                "-m",
-                "snakemake",
-                "-s",
-                str(repo / "Snakefile"),
-                "-d",
-                work,
-                "--configfile",
-                configfile,
-                "-n",
+                *_snakemake_args(repo, work, configfile),
                 "-q",
                 "rules",
             ],
