@@ -21,7 +21,8 @@ Commands::
 the fits already there, so an interrupted run continues where it stopped; ``--workers N``
 runs N fits at once (several processes per GPU). ``--signals DIR`` also keeps each fit's
 per-iteration rule signals and PSNR, from which ``tune`` replays the rules with other
-parameters (:func:`dipkit.fit.stopping.replay`) without refitting. ``summary`` prints, per
+parameters (:func:`dipkit.fit.stopping.replay`) without refitting, per noise level with
+``--by-sigma``. ``summary`` prints, per
 method, crop size and rule, the mean and worst gap to the oracle peak, the gain over the last
 iterate, the iterations run and BM3D, naming the device and date of the fits.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -311,42 +313,54 @@ def summary(args: argparse.Namespace) -> None:
             table.to_csv(tmp, index=False, float_format="%.3f", lineterminator="\n")
 
 
+def _signal_sigma(path: Path) -> int:
+    """The noise level in a signal file's name (``method_size_sigma_image_iterations.npz``)."""
+    match = re.search(r"_\d+_(\d+)_.+_\d+$", path.stem)
+    if not match:
+        raise SystemExit(f"{path}: expected a name method_size_sigma_image_iterations.npz")
+    return int(match.group(1))
+
+
 def tune(args: argparse.Namespace) -> None:
-    """Replay the rules on recorded signals over a grid of parameters."""
+    """Replay the rules on recorded signals over a grid of parameters (per noise level with
+    ``--by-sigma``)."""
     from dipkit.fit.stopping import StopParams, replay
 
     files = sorted(Path(args.signals).glob("*.npz"))
     if not files:
         raise SystemExit(f"no .npz signal files in {args.signals}")
-    runs = [dict(np.load(f)) for f in files]
+    runs = [dict(np.load(f), sigma=_signal_sigma(f) if args.by_sigma else None) for f in files]
     print(f"{len(runs)} fits from {args.signals}")
     table = []
     grid = [("wmv", "patience", v, StopParams(wmv_patience=v)) for v in args.patience]
     grid += [("discrepancy", "tau", v, StopParams(discrepancy_tau=v)) for v in args.tau]
     grid += [("whiteness", "factor", v, StopParams(whiteness_factor=v)) for v in args.factor]
+    groups = sorted({r["sigma"] for r in runs}) if args.by_sigma else [None]
     for rule, name, value, params in grid:
-        gaps, gains, its, fired = [], [], [], 0
-        for r in runs:
-            n = len(r["psnr_ema"])
-            stop, kept = replay(r, params)[rule]
-            psnr = r["psnr_ema"][kept - 1] if stop else float(r["psnr_last"])
-            gaps.append(np.nanmax(r["psnr_ema"]) - psnr)
-            gains.append(psnr - float(r["psnr_last"]))
-            its.append(stop if stop else n)
-            fired += bool(stop)
-        table.append(
-            {
-                "rule": rule,
-                "parameter": f"{name} {value}",
-                "fits": len(runs),
-                "gap_mean": float(np.mean(gaps)),
-                "gap_worst": float(np.max(gaps)),
-                "gain_mean": float(np.mean(gains)),
-                "gain_worst": float(np.min(gains)),
-                "iterations_mean": float(np.mean(its)),
-                "fired": f"{fired}/{len(runs)}",
-            }
-        )
+        for sigma in groups:
+            gaps, gains, its, fired = [], [], [], 0
+            chosen = [r for r in runs if r["sigma"] == sigma]
+            for r in chosen:
+                n = len(r["psnr_ema"])
+                stop, kept = replay(r, params)[rule]
+                psnr = r["psnr_ema"][kept - 1] if stop else float(r["psnr_last"])
+                gaps.append(np.nanmax(r["psnr_ema"]) - psnr)
+                gains.append(psnr - float(r["psnr_last"]))
+                its.append(stop if stop else n)
+                fired += bool(stop)
+            table.append(
+                {"rule": rule, "parameter": f"{name} {value}"}
+                | ({"sigma": sigma} if args.by_sigma else {})
+                | {
+                    "fits": len(chosen),
+                    "gap_mean": float(np.mean(gaps)),
+                    "gap_worst": float(np.max(gaps)),
+                    "gain_mean": float(np.mean(gains)),
+                    "gain_worst": float(np.min(gains)),
+                    "iterations_mean": float(np.mean(its)),
+                    "fired": f"{fired}/{len(chosen)}",
+                }
+            )
     table = pd.DataFrame(table)
     print(_markdown(table))
     if args.out:
@@ -385,6 +399,7 @@ def main(argv=None) -> None:
     t.add_argument("--patience", type=int, nargs="+", default=[200, 300, 500, 700, 1000])
     t.add_argument("--tau", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9, 1.0])
     t.add_argument("--factor", type=float, nargs="+", default=[1.2, 1.3, 1.4, 1.5, 1.6, 1.8])
+    t.add_argument("--by-sigma", action="store_true", help="one row per noise level (from the file names)")
     t.add_argument("--out", default=None, help="also write the table as CSV")
     t.set_defaults(func=tune)
     args = p.parse_args(argv)

@@ -63,3 +63,25 @@ def test_study_runs_resumes_summarises_and_replays(tmp_path):
     # replaying the online rule's own parameters gives the online result
     online = float((rows.psnr_peak - rows.whiteness_psnr).mean())
     assert tuned.loc["factor 1.5", "gap_mean"] == pytest.approx(online, abs=2e-3)
+
+    # per noise level: one row per sigma, each from its own fit (the noise level is in the file name)
+    by_sigma = tmp_path / "by_sigma.csv"
+    _study(
+        "tune",
+        signals,
+        "--factor",
+        1.5,
+        "--patience",
+        300,
+        "--tau",
+        1.0,
+        "--by-sigma",
+        "--out",
+        by_sigma,
+        cwd=tmp_path,
+    )
+    per_sigma = pd.read_csv(by_sigma).query("rule == 'whiteness'").set_index("sigma")
+    assert list(per_sigma.index) == [25, 50] and (per_sigma.fits == 1).all()
+    for sigma, row in per_sigma.iterrows():
+        one = rows[rows.sigma == sigma].iloc[0]
+        assert row.gap_mean == pytest.approx(one.psnr_peak - one.whiteness_psnr, abs=2e-3)
