@@ -22,9 +22,9 @@ the fits already there, so an interrupted run continues where it stopped; ``--wo
 runs N fits at once (several processes per GPU). ``--signals DIR`` also keeps each fit's
 per-iteration rule signals and PSNR, from which ``tune`` replays the rules with other
 parameters (:func:`dipkit.fit.stopping.replay`) without refitting, per noise level with
-``--by-sigma``. ``summary`` prints, per
-method, crop size and rule, the mean and worst gap to the oracle peak, the gain over the last
-iterate, the iterations run and BM3D, naming the device and date of the fits.
+``--by-sigma``. ``summary`` prints, per method, crop size and rule, the mean and worst gap to
+the oracle peak, the gain over the last iterate, the iterations run and BM3D, naming the
+device and date of the fits.
 """
 
 from __future__ import annotations
