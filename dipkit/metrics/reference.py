@@ -8,7 +8,9 @@ torch versions in :mod:`dipkit.metrics.functional` are tested against them.
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+# scikit-image's metrics load scipy.stats (about a second): imported where they are used, so
+# that a fit job, which scores on the device (dipkit.metrics.functional), never pays for them.
 
 #: ``data_range`` that scikit-image 0.19 inferred for float images (``dmax - dmin`` of the
 #: dtype range, -1..1) when the paper's code called ``structural_similarity`` without it.
@@ -31,6 +33,8 @@ def psnr(clean: np.ndarray, pred: np.ndarray, data_range: float = 1.0) -> float:
     :param float data_range: peak value (1 for images in ``[0, 1]``).
     :return: PSNR in dB (``inf`` for identical images).
     """
+    from skimage.metrics import peak_signal_noise_ratio
+
     _check_pair(clean, pred)
     return float(
         peak_signal_noise_ratio(
@@ -52,6 +56,8 @@ def ssim(clean: np.ndarray, pred: np.ndarray, data_range: float = 1.0) -> float:
         for the paper's.
     :return: mean SSIM.
     """
+    from skimage.metrics import structural_similarity
+
     _check_pair(clean, pred)
     return float(
         structural_similarity(
