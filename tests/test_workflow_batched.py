@@ -33,7 +33,7 @@ def _config(tmp_path, mirror, batch: int) -> dict:
             "Set12": {"images": ["01", "02", "03"], "gaussian": [25]},
             "mine": {"path": str(folder), "gaussian": [15]},
         },
-        "methods": {"ours": {}, "bm3d": {}},
+        "methods": {"ours": {}, "bm3d": {"noise": ["gaussian15"]}},  # bm3d on the user folder only
         "fit": {"iterations": ITER, "ssim_every": 2, "dtype": "float64", "batch": batch},
     }
 
@@ -61,9 +61,9 @@ def test_batches_are_planned_per_method_spec_and_size(runs):
     _, _, planned = runs[2]
     # ours on Set12: 01 and 02 carry width label 32, 03 another -> [01, 02], [03];
     # on the user folder: [shot0, shot1], [shot2]; bm3d (classical) always one fit per job
-    assert planned["fit_batch"] == 4 and planned["fit_from_batch"] == 6 and planned["fit"] == 6
+    assert planned["fit_batch"] == 4 and planned["fit_from_batch"] == 6 and planned["fit"] == 3
     _, _, alone = runs[1]
-    assert "fit_batch" not in alone and alone["fit"] == 12
+    assert "fit_batch" not in alone and alone["fit"] == 9
 
 
 def test_batched_rows_equal_one_fit_per_job_in_float64(runs):
