@@ -40,3 +40,16 @@ def test_modules_outside_the_exemptions_do_not_load_torch():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"importing {proc.stdout.strip()} loads torch"
+
+
+def test_a_fit_job_does_not_load_scipy_stats():
+    """What a fit job imports (the rule adapters) leaves out scikit-image's metrics, which load
+    scipy.stats (about a second per job): fits score on their device; the reference metrics
+    import scikit-image when they are called."""
+    code = (
+        "import sys, dipkit.fit_jobs, dipkit.metrics\n"
+        "print(sorted(m for m in ('scipy.stats', 'skimage.metrics') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
