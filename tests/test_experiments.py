@@ -23,13 +23,19 @@ TINY = {
             "iterations": 8,
             "options": {"width": 8},
         },
-        "depth_width_skips": {
+        "depth_width_skips": {  # the two experiments with the most arms fit one image
+            "images": ["Set9/image_Baboon512rgb"],
             "crop": 64,
             "iterations": 8,
             "noise": ["gaussian25"],
             "options": {"depths": [1, 2], "widths": [8, 16]},
         },
-        "upsampling_position": {"crop": 64, "iterations": 8, "options": {"factors": [2, 32], "width": 16}},
+        "upsampling_position": {
+            "images": ["Set9/image_House256rgb"],
+            "crop": 64,
+            "iterations": 8,
+            "options": {"factors": [2, 32], "width": 16},
+        },
         "swin_unet": {"crop": 64, "iterations": 8, "options": {"embed_dim": 24, "window": 4}},
     },
 }
