@@ -85,3 +85,17 @@ def test_study_runs_resumes_summarises_and_replays(tmp_path):
     for sigma, row in per_sigma.iterrows():
         one = rows[rows.sigma == sigma].iloc[0]
         assert row.gap_mean == pytest.approx(one.psnr_peak - one.whiteness_psnr, abs=2e-3)
+
+
+def test_tune_by_sigma_names_a_file_without_a_noise_level(tmp_path):
+    np.savez(tmp_path / "my_fit.npz", psnr_ema=np.zeros(3), psnr_last=0.0)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "tune", str(tmp_path), "--by-sigma"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"{tmp_path / 'my_fit.npz'}: expected a name method_size_sigma_image_iterations.npz"
+    )
