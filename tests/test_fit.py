@@ -412,9 +412,9 @@ class _FakeEvent:
 def _fake_cuda_watch(ring: int = 4):
     import collections
 
-    from dipkit.fit.engine import _FiniteWatch
+    from dipkit.fit.divergence import FiniteWatch
 
-    watch = _FiniteWatch.__new__(_FiniteWatch)
+    watch = FiniteWatch.__new__(FiniteWatch)
     watch.cuda, watch.RING, watch.count = True, ring, 0
     watch.flags = torch.ones(ring, dtype=torch.bool)
     watch.events = [_FakeEvent() for _ in range(ring)]

@@ -23,7 +23,7 @@ Differences from the paper's code, all of which leave the arithmetic of the loop
 random draws are seeded (input perturbation on the device with its own generator;
 :func:`make_input` on the CPU), the metrics are computed on the device and fetched once at
 the end instead of calling scikit-image every iteration, and the loss is checked for
-NaN/inf (:class:`FitDivergedError`).
+NaN/inf (:class:`FitDivergedError`; :mod:`dipkit.fit.divergence`).
 
 Optional, off by default: the original DIP notebook's *backtracking* (on iterations ``i``
 with ``i % 100 != 0``, if the PSNR of the output vs the noisy image dropped by more than

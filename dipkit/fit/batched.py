@@ -34,7 +34,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from dipkit.fit.cuda_graphs import StepRunner, eager_reason
 from dipkit.fit.device import backend_flags, peak_memory, reset_peak_memory, synchronize, tune_host_allocator
-from dipkit.fit.engine import ProgressFn, _FiniteWatch, _fit_result, ssim_iterations
+from dipkit.fit.divergence import FiniteWatch
+from dipkit.fit.engine import ProgressFn, _fit_result, ssim_iterations
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.fit.step import StepHook, StepTensors
 from dipkit.fit.stopping import StopMonitor
@@ -213,7 +214,7 @@ def _fit_batch(nets, zs, noisy, clean, s, seeds, device, progress, hooks=(), noi
     ssim_iters = ssim_iterations(n, s.ssim_every) if x is not None else []
     ssim_slot = {i: j for j, i in enumerate(ssim_iters)}
     ssim_vals = torch.full((len(ssim_iters), len(nets)), math.nan, dtype=torch.float64, device=device)
-    watch = _FiniteWatch(device) if s.divergence_check_every else None
+    watch = FiniteWatch(device) if s.divergence_check_every else None
     progress_every = max(1, n // 100)
     done = n
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import math
 import time
@@ -22,6 +21,7 @@ from dipkit.fit.device import (
     synchronize,
     tune_host_allocator,
 )
+from dipkit.fit.divergence import FiniteWatch, Snapshot, diverged_error, first_nonfinite
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.fit.step import StepHook, StepTensors, TrainStep, make_optimizer
 from dipkit.fit.stopping import StopMonitor
@@ -91,128 +91,6 @@ def _psnr_from_sse(sse: np.ndarray | float, numel: int) -> np.ndarray:
     """scikit-image's formula ``10 log10(R^2 / mse)`` with ``mse = sse / numel``."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return 10.0 * np.log10((_PSNR_DATA_RANGE**2) / (np.asarray(sse, dtype=np.float64) / numel))
-
-
-def _first_nonfinite(values: np.ndarray) -> int | None:
-    """1-based index of the first non-finite entry, or ``None``."""
-    bad = np.flatnonzero(~np.isfinite(values))
-    return int(bad[0]) + 1 if bad.size else None
-
-
-def _diverged(iteration: int, n: int, loss: float | None = None) -> FitDivergedError:
-    what = "" if loss is None else f" ({loss!r})"
-    return FitDivergedError(
-        f"fit diverged: the loss is not finite{what} at iteration {iteration} of {n}", iteration
-    )
-
-
-class _FiniteWatch:
-    """Reads the fit's finite-loss flag without stalling the device queue.
-
-    On CPU the check is a direct read. On CUDA each check copies the flag into pinned host
-    memory with a non-blocking copy and records an event; completed events are polled
-    (``Event.query`` does not block) on later checks. At most ``RING`` checks are in
-    flight; only when the ring is full does a check wait for the oldest one.
-    """
-
-    RING = 64
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        if self.cuda:
-            self.flags = torch.ones(self.RING, dtype=torch.bool, pin_memory=True)
-            self.events = [torch.cuda.Event() for _ in range(self.RING)]
-            self.pending: collections.deque[int] = collections.deque()
-            self.count = 0
-
-    def push(self, finite: torch.Tensor) -> bool:
-        """Queue a read of the 0-d bool ``finite`` (False once a loss was not finite); ``True``
-        once any finished read saw False."""
-        if not self.cuda:
-            return not bool(finite)
-        if len(self.pending) == self.RING:
-            slot = self.pending.popleft()
-            self.events[slot].synchronize()
-            if not bool(self.flags[slot]):
-                return True
-        slot = self.count % self.RING
-        self.count += 1
-        self.flags[slot].copy_(finite, non_blocking=True)
-        self.events[slot].record()
-        self.pending.append(slot)
-        while self.pending and self.events[self.pending[0]].query():
-            if not bool(self.flags[self.pending.popleft()]):
-                return True
-        return False
-
-
-class _Snapshot:
-    """Deep copy of the parameters and the Adam state, for backtracking.
-
-    Copies are made with ``clone`` / ``copy_`` into buffers owned by the snapshot, so they
-    never alias the live tensors (the DIP notebook's ``.detach().cpu()`` does alias them
-    on CPU and then restores nothing). Buffers are allocated once and reused.
-    """
-
-    def __init__(self, params: list[torch.Tensor], optimizer: torch.optim.Optimizer):
-        self.params = params
-        self.optimizer = optimizer
-        self.param_bufs: list[torch.Tensor] | None = None
-        self.state_bufs: list[dict | None] = [None] * len(params)
-
-    @property
-    def saved(self) -> bool:
-        return self.param_bufs is not None
-
-    @staticmethod
-    def _copy_state(src: dict, dst: dict | None) -> dict:
-        if (
-            dst is not None
-            and dst.keys() == src.keys()
-            and all(
-                (
-                    torch.is_tensor(v)
-                    and torch.is_tensor(dst[k])
-                    and dst[k].shape == v.shape
-                    and dst[k].dtype == v.dtype
-                    and dst[k].device == v.device
-                )
-                or not torch.is_tensor(v)
-                for k, v in src.items()
-            )
-        ):
-            for k, v in src.items():
-                if torch.is_tensor(v):
-                    dst[k].copy_(v)
-                else:
-                    dst[k] = v
-            return dst
-        return {k: (v.detach().clone() if torch.is_tensor(v) else v) for k, v in src.items()}
-
-    @torch.no_grad()
-    def save(self) -> None:
-        if self.param_bufs is None:
-            self.param_bufs = [p.detach().clone() for p in self.params]
-        else:
-            for buf, p in zip(self.param_bufs, self.params):
-                buf.copy_(p)
-        state = self.optimizer.state
-        for k, p in enumerate(self.params):
-            live = state.get(p)
-            self.state_bufs[k] = self._copy_state(live, self.state_bufs[k]) if live else None
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        assert self.param_bufs is not None
-        for buf, p in zip(self.param_bufs, self.params):
-            p.copy_(buf)
-        state = self.optimizer.state
-        for k, p in enumerate(self.params):
-            saved = self.state_bufs[k]
-            if saved is None:
-                state.pop(p, None)
-            else:
-                state[p] = self._copy_state(saved, state.get(p))
 
 
 def _check_inputs(z: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor | None) -> None:
@@ -399,8 +277,8 @@ def _fit(
     ssim_slot = {k: j for j, k in enumerate(ssim_iters)}
     ssim_vals = torch.full((len(ssim_iters),), math.nan, dtype=torch.float64, device=device)
 
-    watch = _FiniteWatch(device) if (s.divergence_check_every and not s.backtracking) else None
-    snapshot = _Snapshot(params, optimizer) if s.backtracking else None
+    watch = FiniteWatch(device) if (s.divergence_check_every and not s.backtracking) else None
+    snapshot = Snapshot(params, optimizer) if s.backtracking else None
     last_psnr_noisy = 0.0  # the notebook's initial value
     backtrack_iters: list[int] = []
     progress_every = max(1, n // 100)
@@ -427,7 +305,7 @@ def _fit(
                 dropped = psnr_noisy - last_psnr_noisy < -s.backtrack_drop_db
                 if math.isnan(psnr_noisy) or (not exempt and dropped):
                     if not snapshot.saved:
-                        raise _diverged(i + 1, n, float(step.loss))
+                        raise diverged_error(i + 1, n, float(step.loss))
                     snapshot.restore()
                     backtrack_iters.append(i + 1)
                     accept = False
@@ -442,10 +320,10 @@ def _fit(
                     ssim_vals[j : j + 1] = fm.ssim(step.out_avg, clean, s.ssim_data_range)
             if watch is not None and (i + 1) % s.divergence_check_every == 0 and watch.push(step.finite):
                 losses = step.rec[0, : i + 1].cpu().numpy()
-                first = _first_nonfinite(losses)
+                first = first_nonfinite(losses)
                 if first is None:
-                    raise _diverged(i + 1, n)
-                raise _diverged(first, n, float(losses[first - 1]))
+                    raise diverged_error(i + 1, n)
+                raise diverged_error(first, n, float(losses[first - 1]))
             if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == n):
                 progress(i + 1, float(step.loss))
             if poll and (i + 1) % poll == 0 and monitor.should_stop(s.early_stop):
@@ -463,9 +341,9 @@ def _fit(
     peak_bytes, peak_kind = peak_memory(device)
 
     rec_host = step.rec[:, :done].cpu().numpy()
-    first_bad = _first_nonfinite(rec_host[0])
+    first_bad = first_nonfinite(rec_host[0])
     if first_bad is not None and snapshot is None:
-        raise _diverged(first_bad, n, float(rec_host[0, first_bad - 1]))
+        raise diverged_error(first_bad, n, float(rec_host[0, first_bad - 1]))
     if not bool(torch.isfinite(final).all()):
         raise FitDivergedError(
             f"fit diverged: the final output net(z) is not finite after {n} iterations", n + 1
