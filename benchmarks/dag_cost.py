@@ -7,11 +7,16 @@ alternating the two run by run (each with its own ``config.yaml`` unless ``--con
 given), prints the ratio of the medians, and checks that both plan the same jobs (rule and
 outputs of every job, from a separate untimed dry run).
 
+``--snakemake DIR`` times this checkout once more with the ``snakemake`` package found in
+``DIR`` (put first on ``PYTHONPATH``), alternating with the installed one: a patched copy of
+Snakemake, to measure a change to Snakemake itself on this workflow (same ratio and job-set
+check; see docs/running.md#dry-run-cost).
+
 ``--calls`` also counts the Python function calls of one dry run per checkout (cProfile), a
 measure of the planning work that a shared machine's load does not disturb.
 
 Usage: ``python benchmarks/dag_cost.py [--repeats 3] [--configfile FILE] [--against DIR]
-[--csv FILE] [--calls]``.
+[--snakemake DIR] [--csv FILE] [--calls]``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,20 @@ def _snakemake_args(repo: Path, work: str, configfile: str) -> list[str]:
     return ["-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", work, "--configfile", configfile, "-n"]
 
 
-def dry_run(repo: Path, work: str, configfile: str, *extra: str) -> tuple[float, float, str]:
+def _env(snakemake_dir: Path | None) -> dict[str, str] | None:
+    """The environment of a dry run with the ``snakemake`` package of ``snakemake_dir`` (None:
+    the installed one)."""
+    if snakemake_dir is None:
+        return None
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(snakemake_dir), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def dry_run(
+    repo: Path, work: str, configfile: str, *extra: str, snakemake_dir: Path | None = None
+) -> tuple[float, float, str]:
     """One ``snakemake -n`` of ``repo``'s Snakefile: (wall s, CPU s of the process, output)."""
     before = os.times()
     start = time.perf_counter()
@@ -45,6 +63,7 @@ def dry_run(repo: Path, work: str, configfile: str, *extra: str) -> tuple[float,
         capture_output=True,
         text=True,
         check=False,
+        env=_env(snakemake_dir),
     )
     if proc.returncode:
         raise SystemExit(f"dry run of {repo} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -54,7 +73,7 @@ def dry_run(repo: Path, work: str, configfile: str, *extra: str) -> tuple[float,
     return wall, cpu, proc.stdout + proc.stderr
 
 
-def function_calls(repo: Path, work: str, configfile: str) -> int:
+def function_calls(repo: Path, work: str, configfile: str, snakemake_dir: Path | None = None) -> int:
     """Python function calls of one ``snakemake -n -q rules`` (cProfile)."""
     import pstats
 
@@ -74,6 +93,7 @@ def function_calls(repo: Path, work: str, configfile: str) -> int:
             capture_output=True,
             text=True,
             check=True,
+            env=_env(snakemake_dir),
         )
         return pstats.Stats(prof).total_calls
 
@@ -117,6 +137,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--configfile", default=None, help="default: each checkout's config.yaml")
     parser.add_argument("--against", type=Path, default=None, help="another checkout to time alternately")
+    parser.add_argument(
+        "--snakemake",
+        type=Path,
+        default=None,
+        help="a folder holding a (patched) snakemake package: time this checkout with it too",
+    )
     parser.add_argument("--csv", type=Path, default=None, help="also write every run to this CSV file")
     parser.add_argument(
         "--calls",
@@ -125,24 +151,33 @@ def main() -> None:
         "a measure of the planning work that a shared machine's load does not disturb",
     )
     args = parser.parse_args()
-    repos = {"this checkout": REPO}
+    if args.snakemake and not (args.snakemake / "snakemake" / "__init__.py").is_file():
+        parser.error(f"--snakemake {args.snakemake}: no snakemake package (snakemake/__init__.py) there")
+    # name -> (checkout, folder of the snakemake package or None for the installed one)
+    variants: dict[str, tuple[Path, Path | None]] = {"this checkout": (REPO, None)}
     if args.against:
-        repos["--against"] = args.against.resolve()
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in repos}
+        variants["--against"] = (args.against.resolve(), None)
+    if args.snakemake:
+        variants["--snakemake"] = (REPO, args.snakemake.resolve())
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     jobs: dict[str, int | None] = {}
     with tempfile.TemporaryDirectory() as work:
         for _ in range(args.repeats):
-            for name, repo in repos.items():
-                wall, cpu, out = dry_run(repo, work, _config(args, repo), "-q", "rules")
+            for name, (repo, sm) in variants.items():
+                wall, cpu, out = dry_run(repo, work, _config(args, repo), "-q", "rules", snakemake_dir=sm)
                 times[name].append((wall, cpu))
                 m = re.search(r"^total\s+(\d+)", out, re.MULTILINE)
                 jobs[name] = int(m.group(1)) if m else None
         plans = {
-            name: planned_jobs(dry_run(repo, work, _config(args, repo))[2]) for name, repo in repos.items()
+            name: planned_jobs(dry_run(repo, work, _config(args, repo), snakemake_dir=sm)[2])
+            for name, (repo, sm) in variants.items()
         }
         calls = {}
         if args.calls:
-            calls = {name: function_calls(repo, work, _config(args, repo)) for name, repo in repos.items()}
+            calls = {
+                name: function_calls(repo, work, _config(args, repo), sm)
+                for name, (repo, sm) in variants.items()
+            }
     machine = platform.processor() or platform.machine()
     print(
         f"machine: {machine}, {os.cpu_count()} CPUs, {platform.system()}, "
@@ -164,20 +199,25 @@ def main() -> None:
     if args.csv:
         lines = ["date,machine,checkout,planned_jobs,run,wall_s,cpu_s"]
         where = f"{_dt.date.today()},{machine} {os.cpu_count()} CPUs"
+
+        def label(name: str) -> str:
+            repo, sm = variants[name]
+            return _label(repo, args.csv) + (f" with snakemake from {sm.name}" if sm else "")
+
         lines += [
-            f"{where},{_label(repos[name], args.csv)},{jobs[name]},{i + 1},{w:.2f},{c:.2f}"
+            f"{where},{label(name)},{jobs[name]},{i + 1},{w:.2f},{c:.2f}"
             for name, runs in times.items()
             for i, (w, c) in enumerate(runs)
         ]
         args.csv.write_text("\n".join(lines) + "\n")
-    if args.against:
-        (w0, c0), (w1, c1) = medians["this checkout"], medians["--against"]
-        print(f"this checkout / --against: {w0 / w1:.2f}x wall, {c0 / c1:.2f}x CPU")
+    for other in [name for name in variants if name != "this checkout"]:
+        (w0, c0), (w1, c1) = medians["this checkout"], medians[other]
+        print(f"this checkout / {other}: {w0 / w1:.2f}x wall, {c0 / c1:.2f}x CPU")
         if calls:
-            print(f"this checkout / --against: {calls['this checkout'] / calls['--against']:.3f}x calls")
-        mine, theirs = set(plans["this checkout"]), set(plans["--against"])
+            print(f"this checkout / {other}: {calls['this checkout'] / calls[other]:.3f}x calls")
+        mine, theirs = set(plans["this checkout"]), set(plans[other])
         same = "yes" if mine == theirs else "no"
-        print(f"same job set: {same} ({len(mine)} jobs here, {len(theirs)} there)")
+        print(f"same job set ({other}): {same} ({len(mine)} jobs here, {len(theirs)} there)")
         for job in sorted(mine - theirs)[:20]:
             print(f"  only here: {job}")
         for job in sorted(theirs - mine)[:20]:
