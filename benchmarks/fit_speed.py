@@ -36,6 +36,9 @@ Usage (README, Fit speed)::
     python benchmarks/fit_speed.py per-fit --sizes 256 512
     python benchmarks/fit_speed.py throughput --method ours64 --size 256 --layouts 1x2 2x1
     python benchmarks/fit_speed.py per-fit --cuda-graphs --methods ours32 --sizes 256 512
+
+The benchmark fits themselves (networks, images, timed runs, the throughput worker) are in
+``fit_speed_workers.py``, which each mode starts in fresh processes.
 """
 
 from __future__ import annotations
