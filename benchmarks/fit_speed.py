@@ -52,6 +52,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+# fit_speed_workers.py sits beside this file, whichever way this file is run
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fit_speed_workers import (
     FIT_ITERATIONS,
     METHODS,
