@@ -34,7 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from dipkit.fit.cuda_graphs import StepRunner, eager_reason
 from dipkit.fit.device import backend_flags, peak_memory, reset_peak_memory, synchronize, tune_host_allocator
-from dipkit.fit.divergence import FiniteWatch
+from dipkit.fit.divergence import FiniteWatch, first_nonfinite
 from dipkit.fit.engine import ProgressFn, _fit_result, ssim_iterations
 from dipkit.fit.settings import FitDivergedError, FitResult, FitSettings
 from dipkit.fit.step import StepHook, StepTensors
@@ -155,9 +155,9 @@ def _diverged_fit(losses: np.ndarray, final_ok: Sequence[bool] | None = None) ->
     final output, is not finite; None if there is none."""
     n = losses.shape[1]
     for j in range(losses.shape[0]):
-        bad = np.flatnonzero(~np.isfinite(losses[j]))
-        if bad.size or (final_ok is not None and not final_ok[j]):
-            it = int(bad[0]) + 1 if bad.size else n + 1
+        first = first_nonfinite(losses[j])
+        if first is not None or (final_ok is not None and not final_ok[j]):
+            it = first if first is not None else n + 1
             return FitDivergedError(
                 f"fit {j} of the batch diverged: the loss is not finite at iteration {it} of {n}", it
             )
