@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dipkit.fit import FitResult, FitSettings, fit, make_input
+from dipkit.fit import FitDivergedError, FitResult, FitSettings, fit, make_input
 from dipkit.fit.batched import fit_batch
 from dipkit.models import build_model
 from tests.conftest import synthetic_image
@@ -107,3 +107,15 @@ def test_batched_fits_without_ground_truth_equal_separate_fits():
             settings,
             seeds=[3, 4],
         )
+
+
+@pytest.mark.parametrize("check_every", [0, 1])
+def test_batched_fit_names_the_diverged_fit_and_its_first_bad_iteration(check_every):
+    """A NaN in fit 1's target makes its loss NaN from the first iteration: the error names fit 1
+    and iteration 1, whether the loss is watched during the fit or checked at its end."""
+    cases = [_case(j, "cpu") for j in range(2)]
+    cases[1][2][0, 0, 0, 0] = float("nan")
+    settings = FitSettings(iterations=5, divergence_check_every=check_every)
+    with pytest.raises(FitDivergedError, match=r"fit 1 of the batch diverged: .* at iteration 1 of") as info:
+        fit_batch(*([c[i] for c in cases] for i in range(4)), settings, seeds=[1, 2])
+    assert info.value.iteration == 1
